@@ -1,0 +1,285 @@
+"""The console's parameter table: ranges, [0, 1] <-> physical units, random draws.
+
+The network of Diff-MST (Vanka et al., ISMIR 2024) predicts every console setting
+as a number in [0, 1]. This module maps those numbers to physical units (dB, Hz,
+ms, ...) with the ranges of the paper (DESIGN.md §4): levels linearly in dB,
+frequencies, Q, ratios and times logarithmically, so that equal steps in [0, 1]
+are equal steps to the ear.
+
+Vector layouts (the order of the last axis):
+
+- track  (``P = 26``): gain_db, eq_freq x6, eq_gain x6, eq_q x6,
+  threshold_db, ratio, attack_ms, release_ms, knee_db, makeup_db, pan
+- master (``Pm = 26``): gain_in_db, eq_freq x6, eq_gain x6, eq_q x6,
+  threshold_db, ratio, attack_ms, release_ms, knee_db, makeup_db, gain_out_db
+
+EQ bands, in order: low shelf, four peaking bands, high shelf.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+BAND_TYPES = ("low_shelf", "peaking", "peaking", "peaking", "peaking", "high_shelf")
+BAND_NAMES = ("low_shelf", "band0", "band1", "band2", "band3", "high_shelf")
+COMPRESSOR_FIELDS = ("threshold_db", "ratio", "attack_ms", "release_ms", "knee_db", "makeup_db")
+NUM_BANDS = 6
+
+# (low, high) in Hz at 44.1 kHz; None means 0.45 * sample_rate.
+_BAND_FREQ_RANGES_44K = (
+    (20.0, 2000.0),
+    (80.0, 2000.0),
+    (2000.0, 8000.0),
+    (8000.0, 12000.0),
+    (12000.0, None),
+    (6000.0, None),
+)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One console parameter: its name, physical range and mapping from [0, 1]."""
+
+    name: str
+    low: float
+    high: float
+    log: bool = False
+    unit: str = ""
+
+    def to_physical(self, u: torch.Tensor) -> torch.Tensor:
+        """Map u in [0, 1] to [low, high] (geometrically if ``log``)."""
+        if self.log:
+            return self.low * (self.high / self.low) ** u
+        return self.low + (self.high - self.low) * u
+
+    def to_unit(self, value: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_physical` (no clipping)."""
+        if self.log:
+            return torch.log(value / self.low) / math.log(self.high / self.low)
+        return (value - self.low) / (self.high - self.low)
+
+    def contains(self, value: float, tol: float = 1e-6) -> bool:
+        span = self.high - self.low
+        return self.low - tol * span <= value <= self.high + tol * span
+
+
+def band_freq_ranges(sample_rate: float) -> list[tuple[float, float]]:
+    """Frequency range (Hz) of each EQ band at ``sample_rate``.
+
+    Below 44.1 kHz every bound is scaled by fs/44100 (the bands cover the same part
+    of the spectrum); every bound is capped at 0.45 * fs, so no band reaches Nyquist.
+    """
+    scale = min(1.0, sample_rate / 44100.0)
+    cap = 0.45 * sample_rate
+    ranges = []
+    for low, high in _BAND_FREQ_RANGES_44K:
+        high = cap if high is None else min(high * scale, cap)
+        ranges.append((min(low * scale, cap), high))
+    return ranges
+
+
+def _eq_specs(sample_rate: float) -> list[ParamSpec]:
+    ranges = band_freq_ranges(sample_rate)
+    freqs = [ParamSpec(f"eq.{b}.freq_hz", lo, hi, log=True, unit="Hz") for b, (lo, hi) in zip(BAND_NAMES, ranges)]
+    gains = [ParamSpec(f"eq.{b}.gain_db", -12.0, 12.0, unit="dB") for b in BAND_NAMES]
+    qs = [ParamSpec(f"eq.{b}.q", 0.1, 5.0, log=True) for b in BAND_NAMES]
+    return freqs + gains + qs
+
+
+def _compressor_specs() -> list[ParamSpec]:
+    return [
+        ParamSpec("compressor.threshold_db", -60.0, 0.0, unit="dB"),
+        ParamSpec("compressor.ratio", 1.0, 10.0, log=True, unit=":1"),
+        ParamSpec("compressor.attack_ms", 1.0, 250.0, log=True, unit="ms"),
+        ParamSpec("compressor.release_ms", 10.0, 1000.0, log=True, unit="ms"),
+        ParamSpec("compressor.knee_db", 1.0, 12.0, unit="dB"),
+        ParamSpec("compressor.makeup_db", 0.0, 6.0, unit="dB"),
+    ]
+
+
+def track_param_specs(sample_rate: float) -> list[ParamSpec]:
+    """The 26 per-track parameters, in vector order."""
+    return (
+        [ParamSpec("gain_db", -48.0, 24.0, unit="dB")]
+        + _eq_specs(sample_rate)
+        + _compressor_specs()
+        + [ParamSpec("pan", -1.0, 1.0, unit="L..R")]
+    )
+
+
+def master_param_specs(sample_rate: float) -> list[ParamSpec]:
+    """The 26 master-bus parameters, in vector order."""
+    return (
+        [ParamSpec("gain_in_db", -24.0, 24.0, unit="dB")]
+        + _eq_specs(sample_rate)
+        + _compressor_specs()
+        + [ParamSpec("gain_out_db", -24.0, 24.0, unit="dB")]
+    )
+
+
+NUM_TRACK_PARAMS = 26
+NUM_MASTER_PARAMS = 26
+# Slices of the vectors shared by both layouts.
+GAIN = 0
+EQ_FREQ = slice(1, 7)
+EQ_GAIN = slice(7, 13)
+EQ_Q = slice(13, 19)
+COMPRESSOR = slice(19, 25)
+LAST = 25  # pan (track) or gain_out_db (master)
+
+
+def _as_tensors(specs: list[ParamSpec], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    low = torch.tensor([s.low for s in specs], dtype=like.dtype, device=like.device)
+    high = torch.tensor([s.high for s in specs], dtype=like.dtype, device=like.device)
+    is_log = torch.tensor([s.log for s in specs], device=like.device)
+    return low, high, is_log
+
+
+def to_physical(u: torch.Tensor, specs: list[ParamSpec]) -> torch.Tensor:
+    """Map normalised parameters ``u (..., P)`` in [0, 1] to physical units ``(..., P)``."""
+    if u.shape[-1] != len(specs):
+        raise ValueError(f"expected {len(specs)} parameters on the last axis, got shape {tuple(u.shape)}")
+    low, high, is_log = _as_tensors(specs, u)
+    linear = low + (high - low) * u
+    safe_low = torch.where(is_log, low, torch.ones_like(low))
+    safe_high = torch.where(is_log, high, torch.ones_like(high))
+    logarithmic = safe_low * torch.exp(u * torch.log(safe_high / safe_low))
+    return torch.where(is_log, logarithmic, linear)
+
+
+def to_unit(values: torch.Tensor, specs: list[ParamSpec]) -> torch.Tensor:
+    """Inverse of :func:`to_physical`: physical ``(..., P)`` -> normalised ``(..., P)``."""
+    low, high, is_log = _as_tensors(specs, values)
+    linear = (values - low) / (high - low)
+    safe_low = torch.where(is_log, low, torch.ones_like(low))
+    safe_high = torch.where(is_log, high, torch.ones_like(high))
+    safe_values = torch.where(is_log, values, torch.ones_like(values))
+    logarithmic = torch.log(safe_values / safe_low) / torch.log(safe_high / safe_low)
+    return torch.where(is_log, logarithmic, linear)
+
+
+def neutral_physical(specs: list[ParamSpec]) -> dict[str, float]:
+    """A setting that leaves a signal as it is: 0 dB, flat EQ, ratio 1, centre pan.
+
+    EQ band frequencies sit at the geometric centre of their range and Q at 0.707;
+    with 0 dB band gain they have no effect whatever their frequency and Q.
+    """
+    neutral = {}
+    for s in specs:
+        leaf = s.name.split(".")[-1]
+        if leaf == "freq_hz":
+            neutral[s.name] = math.sqrt(s.low * s.high)
+        elif leaf == "q":
+            neutral[s.name] = 0.707
+        elif leaf == "ratio":
+            neutral[s.name] = 1.0
+        elif leaf == "threshold_db":
+            neutral[s.name] = 0.0
+        elif leaf == "attack_ms":
+            neutral[s.name] = 10.0
+        elif leaf == "release_ms":
+            neutral[s.name] = 100.0
+        elif leaf == "knee_db":
+            neutral[s.name] = 6.0
+        else:  # gains, makeup and pan
+            neutral[s.name] = 0.0
+    return neutral
+
+
+def neutral_params(specs: list[ParamSpec]) -> torch.Tensor:
+    """The neutral setting (see :func:`neutral_physical`) as a normalised vector ``(P,)``."""
+    values = neutral_physical(specs)
+    physical = torch.tensor([values[s.name] for s in specs], dtype=torch.float64)
+    return to_unit(physical, specs).float().clamp(0.0, 1.0)
+
+
+@dataclass
+class RandomParamConfig:
+    """Ranges (physical units) to draw random settings from, per parameter name.
+
+    Names are those of :func:`track_param_specs` / :func:`master_param_specs`;
+    an ``eq.*.gain_db`` style wildcard applies to every band. Parameters not listed
+    are drawn over their full range. Values are drawn uniformly in [0, 1] space,
+    so log-mapped parameters are log-uniform. The defaults give plausible mixes
+    (no track 40 dB down, no EQ band at +12 dB on everything) for Method 1.
+    """
+
+    track: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "gain_db": (-12.0, 6.0),
+        "eq.*.gain_db": (-6.0, 6.0),
+        "eq.*.q": (0.5, 2.0),
+        "compressor.threshold_db": (-30.0, 0.0),
+        "compressor.ratio": (1.0, 6.0),
+        "compressor.makeup_db": (0.0, 3.0),
+        "pan": (-0.8, 0.8),
+    })
+    master: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "gain_in_db": (-6.0, 6.0),
+        "eq.*.gain_db": (-3.0, 3.0),
+        "eq.*.q": (0.5, 2.0),
+        "compressor.threshold_db": (-24.0, 0.0),
+        "compressor.ratio": (1.0, 4.0),
+        "compressor.makeup_db": (0.0, 3.0),
+        "gain_out_db": (-3.0, 3.0),
+    })
+
+    @staticmethod
+    def full_range() -> "RandomParamConfig":
+        """Uniform over the whole [0, 1] cube."""
+        return RandomParamConfig(track={}, master={})
+
+
+def _unit_bounds(specs: list[ParamSpec], ranges: dict[str, tuple[float, float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    low, high = torch.zeros(len(specs)), torch.ones(len(specs))
+    for i, s in enumerate(specs):
+        parts = s.name.split(".")
+        wildcard = ".".join([parts[0], "*", parts[-1]]) if len(parts) == 3 else None
+        bounds = ranges.get(s.name, ranges.get(wildcard))
+        if bounds is not None:
+            pair = s.to_unit(torch.tensor(bounds, dtype=torch.float64)).clamp(0.0, 1.0)
+            low[i], high[i] = float(pair[0]), float(pair[1])
+    return low, high
+
+
+def _draw(shape: tuple[int, ...], specs: list[ParamSpec], ranges: dict, generator: torch.Generator | None) -> torch.Tensor:
+    low, high = _unit_bounds(specs, ranges)
+    u = torch.rand(*shape, len(specs), generator=generator)
+    return low + (high - low) * u
+
+
+def random_track_params(
+    batch: int,
+    tracks: int,
+    sample_rate: float,
+    generator: torch.Generator | None = None,
+    config: RandomParamConfig | None = None,
+) -> torch.Tensor:
+    """Random per-track settings ``(batch, tracks, P)`` in [0, 1] (training Method 1)."""
+    config = config or RandomParamConfig()
+    return _draw((batch, tracks), track_param_specs(sample_rate), config.track, generator)
+
+
+def random_master_params(
+    batch: int,
+    sample_rate: float,
+    generator: torch.Generator | None = None,
+    config: RandomParamConfig | None = None,
+) -> torch.Tensor:
+    """Random master-bus settings ``(batch, Pm)`` in [0, 1]."""
+    config = config or RandomParamConfig()
+    return _draw((batch,), master_param_specs(sample_rate), config.master, generator)
+
+
+def params_to_dicts(params: torch.Tensor, specs: list[ParamSpec]) -> list[dict[str, float]]:
+    """Normalised ``(..., P)`` -> a flat list of ``{name: physical value}`` dicts."""
+    physical = to_physical(params.detach().double().reshape(-1, len(specs)), specs)
+    return [{s.name: float(v) for s, v in zip(specs, row)} for row in physical]
+
+
+def dict_to_params(values: dict[str, float], specs: list[ParamSpec]) -> torch.Tensor:
+    """``{name: physical value}`` (all names of ``specs``) -> normalised ``(P,)``."""
+    physical = torch.tensor([float(values[s.name]) for s in specs], dtype=torch.float64)
+    return to_unit(physical, specs).float()
