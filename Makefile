@@ -1,0 +1,54 @@
+# diffmst-lite: two commands for a fresh machine (see README.md).
+#
+#   make book   create .venv, install Python and system packages, build the book
+#               executing every notebook (warnings are errors) -> _build/html/index.html
+#   make test   the same, then the test suite (the page tests read the built HTML)
+#
+# Install steps are skipped when already done: the Python install is redone only
+# when requirements.txt or pyproject.toml is newer than the stamp in .venv.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.diffmst-lite-installed
+TORCH  := 2.13.0
+
+# Notebooks' shell commands and subprocesses find the venv's tools first.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help book test install system-deps python-deps clean
+
+help:
+	@echo "make book   install everything, then build the book into _build/html (executes every notebook)"
+	@echo "make test   make book, then run the test suite"
+	@echo "make clean  remove _build (keeps .venv)"
+
+book: install
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+
+test: book
+	$(PY) -m pytest
+
+install: system-deps python-deps
+
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+python-deps: $(STAMP)
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch is pinned first in requirements.txt (the CPU wheel); the package itself is
+# installed with --no-deps so nothing can ask pip for an unpinned torch.
+$(STAMP): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -e . --no-deps
+	$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.split('+')[0] == '$(TORCH)' else 'expected torch $(TORCH), got ' + v)"
+	touch $@
+
+clean:
+	rm -rf _build
