@@ -1,0 +1,264 @@
+"""Tests of the Diff-MST network: encoders, controller, model, presets.
+
+Each test checks a number that a wrong implementation would get wrong:
+permutation equivariance and padding invariance (no positional encoding, a
+working key-padding mask), output ranges, parameter budgets, gradient flow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from diffmst_lite.console import MixingConsole
+from diffmst_lite.controller import ControllerConfig, TransformerController
+from diffmst_lite.encoder import EncoderConfig, SpectrogramEncoder
+from diffmst_lite.model import DiffMST, DiffMSTConfig
+
+SR = 22050
+N = 8192  # ~0.37 s at 22.05 kHz: 17 STFT frames, enough for every layer
+
+
+def _audio(*shape: int, seed: int = 0, level: float = 0.1) -> torch.Tensor:
+    """Noise ``shape`` whose signals differ in level (log-spaced 0.03 ... 1 x level)
+    and colour (every other one low-passed), so tracks are distinguishable."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g)
+    x = x.reshape(-1, shape[-1])
+    x[1::2] = torch.cumsum(x[1::2], dim=-1) / 30.0  # brown-ish noise
+    x = x - x.mean(dim=-1, keepdim=True)
+    gains = torch.logspace(-1.5, 0.0, x.shape[0])[torch.randperm(x.shape[0], generator=g)]
+    return (level * gains[:, None] * x / x.std(dim=-1, keepdim=True)).reshape(shape)
+
+
+@pytest.fixture(scope="module")
+def model() -> DiffMST:
+    """A lite model whose BatchNorm running statistics have seen some audio, as
+    after training (at initialisation they are 0/1 and the eval-mode network
+    barely tells tracks apart), then put in eval mode."""
+    torch.manual_seed(0)
+    m = DiffMST.lite(SR).train()
+    with torch.no_grad():
+        for i in range(10):
+            m.predict_params(_audio(2, 8, N, seed=100 + i), _audio(2, 2, N, seed=200 + i))
+    return m.eval()
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-4) -> bool:
+    """``max|a - b| <= rtol * max|b|`` (plus a tiny absolute floor)."""
+    return (a - b).abs().max().item() <= rtol * b.abs().max().item() + 1e-7
+
+
+# --------------------------------------------------------------------- shapes
+def test_forward_shapes_and_ranges(model: DiffMST) -> None:
+    tracks, ref = _audio(2, 5, N), _audio(2, 2, N, seed=1)
+    with torch.no_grad():
+        mix, tp, mp = model(tracks, ref)
+    P, Pm = model.console.num_track_params, model.console.num_master_params
+    assert mix.shape == (2, 2, N)
+    assert tp.shape == (2, 5, P) and mp.shape == (2, Pm)
+    assert torch.isfinite(mix).all()
+    for p in (tp, mp):
+        assert p.min() >= 0.0 and p.max() <= 1.0
+        assert p.std() > 1e-3  # not collapsed to a constant
+
+
+def test_reference_length_may_differ(model: DiffMST) -> None:
+    with torch.no_grad():
+        tp, mp = model.predict_params(_audio(1, 3, N), _audio(1, 2, 2 * N, seed=1))
+    assert tp.shape[:2] == (1, 3) and mp.shape[0] == 1
+
+
+def test_bad_shapes_raise(model: DiffMST) -> None:
+    with pytest.raises(ValueError):
+        model.predict_params(_audio(1, 3, N), _audio(1, 1, N))  # mono reference
+    with pytest.raises(ValueError):
+        model.predict_params(_audio(1, 3, N), _audio(1, 2, N), mask=torch.ones(1, 3))
+
+
+# --------------------------------------------------- order and count invariance
+def test_track_permutation(model: DiffMST) -> None:
+    """Permuting the tracks permutes the track params; mix and master unchanged."""
+    tracks, ref = _audio(2, 6, N), _audio(2, 2, N, seed=1)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    with torch.no_grad():
+        mix, tp, mp = model(tracks, ref)
+        mix_p, tp_p, mp_p = model(tracks[:, perm], ref)
+    assert (tp_p - tp[:, perm]).abs().max() < 1e-5
+    assert (mp_p - mp).abs().max() < 1e-5
+    assert _close(mix_p, mix)
+    # and the network is not trivially constant across tracks
+    assert (tp[:, 0] - tp[:, 1]).abs().max() > 1e-3
+
+
+def test_reference_channels_are_distinguished(model: DiffMST) -> None:
+    """Swapping the reference's left and right changes the prediction (pan needs it)."""
+    tracks, ref = _audio(1, 4, N), _audio(1, 2, N, seed=1)
+    ref[:, 1] *= 0.1  # a left-heavy reference
+    with torch.no_grad():
+        tp, _ = model.predict_params(tracks, ref)
+        tp_swapped, _ = model.predict_params(tracks, ref.flip(1))
+    assert (tp - tp_swapped).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("num_tracks", [4, 8, 16])
+def test_any_track_count(model: DiffMST, num_tracks: int) -> None:
+    with torch.no_grad():
+        mix, tp, mp = model(_audio(1, num_tracks, N), _audio(1, 2, N, seed=1))
+    assert tp.shape[1] == num_tracks and mix.shape == (1, 2, N)
+    assert torch.isfinite(mix).all() and torch.isfinite(tp).all()
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_padded_tracks_change_nothing(model: DiffMST, train_mode: bool) -> None:
+    """4 real tracks + 4 padded (loud noise, mask False) == the 4 tracks alone.
+
+    Also in training mode: padded tracks never reach the encoder, so they cannot
+    leak in through BatchNorm batch statistics either.
+    """
+    real, ref = _audio(2, 4, N), _audio(2, 2, N, seed=1)
+    junk = _audio(2, 4, N, seed=2, level=1.0)
+    order = torch.tensor([0, 4, 1, 5, 6, 2, 7, 3])  # interleave real and padding
+    padded = torch.cat([real, junk], dim=1)[:, order]
+    mask = torch.cat([torch.ones(2, 4), torch.zeros(2, 4)], dim=1).bool()[:, order]
+    model.train(train_mode)
+    try:
+        with torch.no_grad():
+            mix, tp, mp = model(real, ref)
+            mix_p, tp_p, mp_p = model(padded, ref, mask=mask)
+    finally:
+        model.eval()
+    real_slots = order < 4
+    assert (tp_p[:, real_slots] - tp[:, order[real_slots]]).abs().max() < 1e-5
+    assert (tp_p[:, ~real_slots] == 0).all()
+    assert (mp_p - mp).abs().max() < 1e-5
+    assert _close(mix_p, mix)
+
+
+def test_all_tracks_padded_is_finite(model: DiffMST) -> None:
+    mask = torch.zeros(1, 3, dtype=torch.bool)
+    with torch.no_grad():
+        mix, tp, mp = model(_audio(1, 3, N), _audio(1, 2, N, seed=1), mask=mask)
+    assert torch.isfinite(mix).all() and torch.isfinite(mp).all() and (tp == 0).all()
+
+
+# ------------------------------------------------------------------ gradients
+def test_gradients_reach_every_weight() -> None:
+    torch.manual_seed(0)
+    model = DiffMST.lite(SR).train()
+    tracks, ref, target = _audio(2, 4, N), _audio(2, 2, N, seed=1), _audio(2, 2, N, seed=2)
+    mix, _, _ = model(tracks, ref)
+    (mix - target).square().mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    for enc in (model.track_encoder, model.reference_encoder):
+        first_conv = enc.blocks[0].layers[0].weight
+        assert first_conv.grad.abs().sum() > 0
+
+
+def test_gradients_finite_on_silence() -> None:
+    torch.manual_seed(0)
+    model = DiffMST.lite(SR).train()
+    silence = torch.zeros(2, 4, N)
+    mix, tp, mp = model(silence, torch.zeros(2, 2, N))
+    # the mix of silence is silence whatever the params; add the params so the
+    # encoders get a non-zero gradient to check
+    loss = (mix - _audio(2, 2, N)).square().mean() + tp.mean() + mp.mean()
+    loss.backward()
+    assert torch.isfinite(mix).all() and (mix == 0).all()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert model.track_encoder.proj.weight.grad.abs().sum() > 0
+    assert model.reference_encoder.proj.weight.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------- encoder
+def test_encoder_spectrogram_and_level() -> None:
+    enc = SpectrogramEncoder(EncoderConfig.lite()).eval()
+    x = _audio(3, N)
+    S = enc.spectrogram(x)
+    assert S.shape == (3, 1, 1025, N // 512 + 1)
+    t = torch.arange(N) / SR  # full-scale 1 kHz sine: |X| ~ n_fft / 4 at its bin
+    peak = enc.spectrogram(torch.sin(2 * torch.pi * 1000 * t)[None])[0, 0, :, 8].max()
+    assert abs(peak.item() - 512 ** 0.3) < 0.05 * 512 ** 0.3
+    with torch.no_grad():  # the embedding knows how loud the input is (-20 dB)
+        bias = enc.proj.bias
+        e, e_quiet = enc(x) - bias, enc(0.1 * x) - bias
+    assert (e - e_quiet).norm() > 0.1 * e.norm()
+    assert enc(torch.zeros(1, 100)).shape == (1, 128)  # shorter than one window
+
+
+# ---------------------------------------------------------------- controller
+def test_attention_maps_match_forward() -> None:
+    torch.manual_seed(0)
+    ctrl = TransformerController(ControllerConfig(num_track_params=5, num_master_params=3)).eval()
+    B, T, D = 2, 5, ctrl.config.d_model
+    emb, ref = torch.randn(B, T, D), torch.randn(B, 2, D)
+    mask = torch.tensor([[1, 1, 0, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    attn, states = ctrl.attention_maps(emb, ref, mask, return_states=True)
+    assert attn.shape == (B, ctrl.config.num_layers, ctrl.config.num_heads, T + 3, T + 3)
+    assert torch.allclose(attn.sum(-1), torch.ones(()), atol=1e-5)
+    assert (attn[0, ..., 2] == 0).all() and (attn[0, ..., 4] == 0).all()
+    tokens, pad = ctrl.tokens(emb, ref, mask)
+    with torch.no_grad():
+        ref_states = ctrl.transformer(tokens, src_key_padding_mask=pad)
+    keep = ~pad
+    assert (states[keep] - ref_states[keep]).abs().max() < 1e-4
+
+
+# ------------------------------------------------------------------- presets
+def test_lite_preset_budget() -> None:
+    model = DiffMST.lite(SR)
+    n = model.num_parameters()
+    assert 1_000_000 < n <= 5_000_000
+    n_enc = sum(p.numel() for p in model.track_encoder.parameters())
+    assert 0.5e6 < n_enc < 1.5e6
+
+
+def test_paper_preset_sizes() -> None:
+    torch.manual_seed(0)
+    model = DiffMST.paper(44100).eval()
+    cfg = model.config
+    assert cfg.encoder.embed_dim == 512 and cfg.controller.d_model == 512
+    assert len(model.controller.transformer.layers) == 12
+    layer = model.controller.transformer.layers[0]
+    assert layer.self_attn.num_heads == 8 and layer.linear1.out_features == 2048
+    assert cfg.encoder.channels[-1] == 2048
+    n_enc = sum(p.numel() for p in model.track_encoder.parameters())
+    n_ctrl = sum(p.numel() for p in model.controller.parameters())
+    assert 70e6 < n_enc < 85e6  # CNN14-shaped: ~76.5 M
+    assert 36e6 < n_ctrl < 42e6  # 12 x ~3.15 M + heads
+    assert 180e6 < model.num_parameters() < 200e6
+    with torch.no_grad():  # short input keeps this fast
+        tp, mp = model.predict_params(_audio(1, 2, 4096), _audio(1, 2, 4096, seed=1))
+    assert tp.shape == (1, 2, model.console.num_track_params)
+    assert 0 <= tp.min() and tp.max() <= 1 and 0 <= mp.min() and mp.max() <= 1
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_checkpoint_roundtrip(model: DiffMST, tmp_path) -> None:
+    path = str(tmp_path / "model.pt")
+    model.save_checkpoint(path, extra={"step": 7})
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["step"] == 7 and set(ckpt) >= {"config", "model"}
+    # the config survives JSON too (tuples become lists)
+    cfg = DiffMSTConfig.from_dict(json.loads(json.dumps(ckpt["config"])))
+    assert cfg == model.config
+    loaded = DiffMST.load_checkpoint(path).eval()
+    tracks, ref = _audio(1, 3, N), _audio(1, 2, N, seed=1)
+    with torch.no_grad():
+        a, b = model.predict_params(tracks, ref), loaded.predict_params(tracks, ref)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_config_mismatch_raises() -> None:
+    cfg = DiffMSTConfig(SR)
+    cfg.controller = dataclasses.replace(cfg.controller, num_track_params=3)
+    with pytest.raises(ValueError):
+        DiffMST(cfg)
+    with pytest.raises(ValueError):
+        DiffMST(DiffMSTConfig(SR, EncoderConfig.lite(64), ControllerConfig.lite()))
