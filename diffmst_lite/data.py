@@ -397,7 +397,8 @@ class Method2Dataset(_SegmentDataset):
     ``songs`` themselves (which then needs at least two songs).
 
     Item (``n = round(seconds * sample_rate)``): ``tracks (T, n)``, ``reference (2, n)``,
-    ``track_names``, ``song``, ``reference_song``, ``start``, ``track_ids``.
+    ``track_names``, ``song``, ``reference_song``, ``start`` and ``reference_start``
+    (segment starts, samples), ``track_ids``.
     """
 
     def __init__(self, songs: Sequence[Song], seconds: float = 10.0, min_tracks: int = 4, max_tracks: int = 16,
@@ -424,14 +425,14 @@ class Method2Dataset(_SegmentDataset):
             raise ValueError(f"no reference other than {song.name}")
         for _ in range(10):
             ref_song = others[self._randint(0, len(others) - 1, g)]
-            _, ref, _ = self._segment(ref_song, self.num, g)
+            _, ref, ref_start = self._segment(ref_song, self.num, g)
             if ref is None:
                 raise ValueError(f"reference {ref_song.name} has no mixture")
             if rms_db(ref).max() > self.silence_db:
                 break
         return {"tracks": torch.from_numpy(tracks[ids]), "reference": torch.from_numpy(ref),
                 "track_names": [song.track_names[i] for i in ids], "song": song.name,
-                "reference_song": ref_song.name, "start": start, "track_ids": torch.from_numpy(ids)}
+                "reference_song": ref_song.name, "start": start, "reference_start": ref_start, "track_ids": torch.from_numpy(ids)}
 
 
 def collate_tracks(batch: Sequence[dict]) -> dict:

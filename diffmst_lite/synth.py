@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -250,12 +251,13 @@ def describe(score: Score) -> dict:
 
 def find_soundfont(path: str | os.PathLike | None = None) -> Path | None:
     """A General MIDI SoundFont: ``path``, ``$DIFFMST_SOUNDFONT`` or a standard place; None if none."""
-    candidates = [path, os.environ.get("DIFFMST_SOUNDFONT"), *SOUNDFONT_PATHS]
-    for c in candidates:
+    if path is not None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"SoundFont not found: {path}")
+        return Path(path).resolve()
+    for c in (os.environ.get("DIFFMST_SOUNDFONT"), *SOUNDFONT_PATHS):
         if c and Path(c).is_file():
             return Path(c).resolve()
-    if path is not None:
-        raise FileNotFoundError(f"SoundFont not found: {path}")
     return None
 
 
@@ -355,6 +357,10 @@ def render_numpy(part: Part, score: Score, sample_rate: int, seed: int = 0) -> n
     return out[:, :n].astype(np.float32)
 
 
+def _rounded(d: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in d.items()}
+
+
 def styled_mix(stems: np.ndarray, sample_rate: int, seed: int) -> tuple[np.ndarray, dict]:
     """The song's styled mix: stems' mono channels through the MixingConsole.
 
@@ -390,9 +396,10 @@ def styled_mix(stems: np.ndarray, sample_rate: int, seed: int) -> tuple[np.ndarr
         gain_db += 20 * np.log10(0.99 / peak)
         mix = mix * (0.99 / peak)
     info = {"target_lufs": round(target, 2), "loudness_gain_db": round(float(gain_db), 3),
-            "track_params": track_params[0].tolist(), "master_params": master_params[0].tolist(),
-            "tracks": params_to_dicts(track_params[0], console.track_specs),
-            "master": params_to_dicts(master_params[0], console.master_specs)[0]}
+            "track_params": [[float(f"{v:.9g}") for v in row] for row in track_params[0].tolist()],
+            "master_params": [float(f"{v:.9g}") for v in master_params[0].tolist()],
+            "tracks": [_rounded(d) for d in params_to_dicts(track_params[0], console.track_specs)],
+            "master": _rounded(params_to_dicts(master_params[0], console.master_specs)[0])}
     return mix.astype(np.float32), info
 
 
@@ -428,6 +435,12 @@ def render_song(seed: int, seconds: float, sample_rate: int = 44100, extra_stems
     meta = {"seed": int(seed), "seconds": seconds, "sample_rate": sample_rate, "synthetic": True,
             "renderer": f"soundfont:{sf_path}" if sf_path else "numpy", **describe(score)}
     return stems, meta
+
+
+def _json(obj: dict) -> str:
+    """Indented JSON with lists of numbers on one line each."""
+    text = json.dumps(obj, indent=1)
+    return re.sub(r"\[\s+([-0-9.e,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
 
 
 def _check_target(folder: Path, overwrite: bool) -> None:
@@ -477,7 +490,7 @@ def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: in
         folder.mkdir(parents=True, exist_ok=True)
         for name, x in {"mixture": mixture, **stems}.items():
             sf.write(folder / f"{name}.wav", x.T, sample_rate, subtype="PCM_16")
-        (folder / "synth.json").write_text(json.dumps(meta, indent=1))
+        (folder / "synth.json").write_text(_json(meta))
         out[subset].append(str(folder))
         out["renderer"] = meta["renderer"]
     out["validation"] = [Path(p).name for p in out["train"][len(out["train"]) - max(1, num_songs // 8):]] if num_songs > 1 else []

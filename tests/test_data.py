@@ -1,0 +1,213 @@
+"""MUSDB-style loading, Method 1 / Method 2 datasets and collation, on synthetic songs."""
+
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from diffmst_lite.data import (Method1Dataset, Method2Dataset, Song, collate_tracks, load_songs, open_musdb,
+                               reference_songs)
+from diffmst_lite.synth import make_songs
+
+SR = 22050
+SECONDS = 2.0
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("songs")
+    make_songs(root, 3, 2.5, seed=21, sample_rate=SR, progress=False)  # 3 train + default max(2, 3 // 4) test
+    return root
+
+
+@pytest.fixture(scope="session")
+def songs(root):
+    return load_songs(root, "train", sample_rate=SR)
+
+
+@pytest.fixture(scope="session")
+def extra_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("extra")
+    make_songs(root, 1, 2.5, seed=5, test_songs=0, sample_rate=SR, extra_stems=4, progress=False)
+    return root
+
+
+# ----------------------------------------------------------------- musdb and songs
+
+
+def test_open_musdb_subsets_and_splits(root, monkeypatch):
+    assert [t.name for t in open_musdb(root, "train")] == [f"synth_train_{i:04d}" for i in range(3)]
+    assert len(open_musdb(root, "test")) == 2
+    # our own validation split (musdb's built-in list names real MUSDB songs only)
+    assert [t.name for t in open_musdb(root, "train", split="valid")] == ["synth_train_0002"]
+    assert len(open_musdb(root, "train", split="train")) == 2
+    monkeypatch.setenv("MUSDB_PATH", str(root))
+    assert len(open_musdb()) == 3
+    with pytest.raises(ValueError, match="subset='train'"):
+        open_musdb(root, "test", split="valid")
+
+
+def test_clear_errors_for_missing_path(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        open_musdb(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        open_musdb(tmp_path)  # exists, but holds no songs
+    monkeypatch.delenv("MUSDB_PATH", raising=False)
+    with pytest.raises(ValueError, match="MUSDB_PATH"):
+        open_musdb()
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_songs(tmp_path / "nowhere")
+
+
+def test_song_tracks_mixture_and_segments(root, songs):
+    song = songs[0]
+    assert song.track_names == ["drums.L", "drums.R", "bass.L", "bass.R", "other.L", "other.R", "vocals.L", "vocals.R"]
+    assert song.num_samples == round(2.5 * SR) and song.cache  # small data set: cached in memory
+    tracks, mix = song.audio()
+    assert tracks.shape == (8, song.num_samples) and mix.shape == (2, song.num_samples)
+    drums, _ = sf.read(str(root / "train" / song.name / "drums.wav"), dtype="float32")
+    np.testing.assert_allclose(tracks[:2], drums.T, atol=1e-6)
+    part, mix_part = song.audio(100, 500)
+    np.testing.assert_allclose(part, tracks[:, 100:600], atol=1e-6)
+    np.testing.assert_allclose(mix_part, mix[:, 100:600], atol=1e-6)
+    tail, _ = song.audio(song.num_samples - 10, 50)  # past the end: zero-padded
+    assert tail.shape == (8, 50) and not tail[:, 10:].any()
+    up = Song.from_folder(root / "train" / song.name, sample_rate=44100)  # resampled on read
+    assert up.num_samples == 2 * song.num_samples
+    hi, _ = up.audio(0, 2000)
+    np.testing.assert_allclose(hi[:, ::2][:, 100:900], tracks[:, 100:900], atol=0.02)
+
+
+def test_extra_stems_give_more_than_8_tracks(extra_root):
+    (song,) = load_songs(extra_root, sample_rate=SR)
+    assert song.num_tracks == 16
+    assert song.track_names[8:] == ["counter.L", "counter.R", "keys.L", "keys.R", "percussion.L", "percussion.R",
+                                    "strings.L", "strings.R"]
+    ex = Method1Dataset([song], seconds=SECONDS, max_tracks=16, examples=1)[0]
+    assert ex["tracks"].shape[0] > 8 and ex["track_params"].shape[0] == ex["tracks"].shape[0]
+
+
+# ----------------------------------------------------------------- Method 1
+
+
+def test_method1_halves_of_one_mix(songs):
+    from diffmst_lite.console import MixingConsole
+
+    ds = Method1Dataset(songs, seconds=SECONDS, examples=3, seed=4)
+    n = round(SECONDS * SR / 2)
+    for i in (1,):
+        ex = ds[i]
+        num = ex["tracks"].shape[0]
+        assert 1 <= num <= 8 and ex["tracks"].shape == (num, n)
+        assert ex["reference"].shape == ex["target"].shape == (2, n)
+        assert ex["track_params"].shape == (num, 26) and ex["master_params"].shape == (26,)
+        assert ex["tracks"].dtype == ex["reference"].dtype == torch.float32
+        # re-render the whole segment with the returned settings: A = reference, B = target
+        song = next(s for s in songs if s.name == ex["song"])
+        tracks, _ = song.audio(ex["start"], 2 * n)
+        x = torch.from_numpy(tracks[ex["track_ids"].numpy()])
+        assert torch.equal(x[:, n:], ex["tracks"])
+        with torch.no_grad():
+            mix = MixingConsole(SR)(x[None], ex["track_params"][None], ex["master_params"][None])[0]
+        torch.testing.assert_close(mix[:, :n], ex["reference"], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(mix[:, n:], ex["target"], atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(ex["reference"], ex["target"])
+
+
+def test_method1_deterministic_and_track_limits(songs):
+    a, b = Method1Dataset(songs, SECONDS, examples=4, seed=1), Method1Dataset(songs, SECONDS, examples=4, seed=1)
+    assert len(a) == 4
+    assert torch.equal(a[2]["target"], b[2]["target"]) and a[2]["song"] == b[2]["song"]
+    assert not torch.equal(a[2]["target"], Method1Dataset(songs, SECONDS, examples=4, seed=2)[2]["target"])
+    b.set_epoch(1)
+    assert not torch.equal(a[2]["target"], b[2]["target"])
+    small = Method1Dataset(songs, SECONDS, max_tracks=3, random_tracks=True, min_tracks=2, examples=3, seed=0)
+    counts = [small[i]["tracks"].shape[0] for i in range(3)]
+    assert all(2 <= c <= 3 for c in counts)
+
+
+@pytest.fixture
+def silent_root(root, tmp_path):
+    """A copy of a song with silent vocals, and a song with only silent stems."""
+    src = root / "train" / "synth_train_0000"
+    for name, silent in (("quiet_vocals", ["vocals"]), ("all_silent", ["drums", "bass", "other", "vocals", "mixture"])):
+        dst = tmp_path / name
+        shutil.copytree(src, dst)
+        for stem in silent:
+            x, sr = sf.read(str(dst / f"{stem}.wav"))
+            sf.write(str(dst / f"{stem}.wav"), np.zeros_like(x), sr)
+    return tmp_path
+
+
+def test_silent_tracks_dropped_never_nan(silent_root):
+    quiet = Song.from_folder(silent_root / "quiet_vocals", SR)
+    ds = Method1Dataset([quiet], SECONDS, examples=2, seed=0)
+    for i in range(2):
+        ex = ds[i]
+        assert ex["tracks"].shape[0] == 6 and not any(n.startswith("vocals") for n in ex["track_names"])
+    dead = Song.from_folder(silent_root / "all_silent", SR)
+    for ex in (Method1Dataset([dead], SECONDS, examples=1)[0], Method2Dataset([dead, quiet], SECONDS, examples=2)[1]):
+        assert ex["tracks"].shape[0] >= 1
+        assert all(torch.isfinite(v).all() for v in ex.values() if isinstance(v, torch.Tensor))
+
+
+# ----------------------------------------------------------------- Method 2
+
+
+def test_method2_reference_from_another_song(songs):
+    ds = Method2Dataset(songs, SECONDS, min_tracks=4, max_tracks=6, examples=6, seed=3)
+    n = round(SECONDS * SR)
+    for i in range(6):
+        ex = ds[i]
+        assert ex["reference_song"] != ex["song"]
+        assert 4 <= ex["tracks"].shape[0] <= 6 and ex["tracks"].shape[1] == n and ex["reference"].shape == (2, n)
+        ref_song = next(s for s in songs if s.name == ex["reference_song"])
+        _, mix = ref_song.audio(ex["reference_start"], n)
+        assert torch.equal(ex["reference"], torch.from_numpy(mix))  # the real (styled) mix of song B
+    with pytest.raises(ValueError, match="two songs"):
+        Method2Dataset(songs[:1], SECONDS)
+
+
+def test_method2_reference_folder(songs, tmp_path):
+    rng = np.random.default_rng(0)
+    sf.write(str(tmp_path / "stereo_ref.wav"), 0.1 * rng.standard_normal((3 * SR, 2)), SR)
+    sf.write(str(tmp_path / "mono_ref.flac"), 0.1 * rng.standard_normal(3 * SR), SR)
+    assert [r.name for r in reference_songs(tmp_path, SR)] == ["mono_ref", "stereo_ref"]
+    ds = Method2Dataset(songs, SECONDS, references=tmp_path, examples=8, seed=0)
+    refs = {ds[i]["reference_song"] for i in range(8)}
+    assert refs == {"mono_ref", "stereo_ref"}
+    mono = next(ds[i] for i in range(8) if ds[i]["reference_song"] == "mono_ref")
+    assert torch.equal(mono["reference"][0], mono["reference"][1])  # mono reference -> both channels
+    with pytest.raises(FileNotFoundError, match="missing_refs"):
+        Method2Dataset(songs, SECONDS, references=tmp_path / "missing_refs")
+
+
+# ----------------------------------------------------------------- collate
+
+
+def test_collate_pads_and_masks(songs):
+    ds = Method2Dataset(songs, SECONDS, min_tracks=4, max_tracks=8, examples=8, seed=5)
+    items = [ds[i] for i in range(8)]
+    counts = [it["tracks"].shape[0] for it in items]
+    assert len(set(counts)) > 1  # different track counts to pad
+    batch = collate_tracks(items)
+    size = max(counts)
+    assert batch["tracks"].shape == (8, size, round(SECONDS * SR)) and batch["reference"].shape == (8, 2, round(SECONDS * SR))
+    assert batch["mask"].dtype == torch.bool
+    assert batch["mask"].sum(1).tolist() == counts
+    for i, c in enumerate(counts):
+        assert batch["mask"][i, :c].all() and not batch["mask"][i, c:].any()
+        assert torch.equal(batch["tracks"][i, :c], items[i]["tracks"]) and not batch["tracks"][i, c:].any()
+    assert batch["song"] == [it["song"] for it in items]
+
+
+def test_collate_method1_and_dataloader(songs):
+    ds = Method1Dataset(songs, SECONDS, max_tracks=8, random_tracks=True, examples=3, seed=7)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate_tracks, num_workers=0)))
+    b, t = batch["mask"].shape
+    assert batch["mask"].sum(1).tolist() != [t] * b  # random track counts: some padding
+    assert batch["target"].shape == batch["reference"].shape == (3, 2, round(SECONDS * SR / 2))
+    assert batch["track_params"].shape == (3, t, 26) and batch["master_params"].shape == (3, 26)
+    assert (batch["track_params"][~batch["mask"]] == 0).all() and (batch["track_ids"][~batch["mask"]] == -1).all()
