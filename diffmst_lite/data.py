@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .synth import resample
+from .audio import resample
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ class Song:
             return {k: _fit(v, num) for k, v in self._read(start, num).items()}
         s0 = start * self.native_rate // self.sample_rate
         n0 = math.ceil(num * self.native_rate / self.sample_rate) + 1
-        return {k: _fit(resample(v, self.native_rate, self.sample_rate).astype(np.float32), num)
+        return {k: _fit(resample(torch.from_numpy(v), self.native_rate, self.sample_rate).numpy(), num)
                 for k, v in self._read(s0, n0).items()}
 
     def __repr__(self) -> str:

@@ -29,6 +29,7 @@ synthetic: label them so wherever results on them are shown.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
@@ -42,6 +43,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+
+from .audio import integrated_loudness, resample
 
 log = logging.getLogger(__name__)
 
@@ -266,16 +270,6 @@ def _soundfont_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Polyphase resampling of ``x (..., samples)`` from ``sr_in`` to ``sr_out`` Hz."""
-    if sr_in == sr_out:
-        return x
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(sr_in), int(sr_out))
-    return resample_poly(x, int(sr_out) // g, int(sr_in) // g, axis=-1)
-
-
 def _fit(x: np.ndarray, n: int) -> np.ndarray:
     """Crop or zero-pad ``x (..., samples)`` to ``n`` samples."""
     return x[..., :n] if x.shape[-1] >= n else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
@@ -296,7 +290,9 @@ def render_soundfont(part: Part, score: Score, sample_rate: int, soundfont: Path
     pm.write(midi)
     wav = midirenderer.render_wave_from(_soundfont_bytes(soundfont), midi.getvalue())
     x, sr = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
-    return _fit(resample(x.T, sr, sample_rate), round(score.seconds * sample_rate)).astype(np.float32)
+    if sr != sample_rate:
+        x = resample(torch.from_numpy(x.T), sr, sample_rate).numpy().T
+    return _fit(x.T, round(score.seconds * sample_rate)).astype(np.float32)
 
 
 _DRUM_PAN = {42: 0.3, 44: 0.3, 46: 0.3, 49: -0.4, 51: 0.4, 57: 0.4, 62: -0.3, 63: 0.2, 64: 0.4}
@@ -357,50 +353,44 @@ def render_numpy(part: Part, score: Score, sample_rate: int, seed: int = 0) -> n
     return out[:, :n].astype(np.float32)
 
 
-def _rounded(d: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 4) for k, v in d.items()}
-
-
-def styled_mix(stems: np.ndarray, sample_rate: int, seed: int) -> tuple[np.ndarray, dict]:
-    """The song's styled mix: stems' mono channels through the MixingConsole.
+def styled_mix(stems: np.ndarray, sample_rate: int, seed: int, names: list[str] | None = None) -> tuple[np.ndarray, dict]:
+    """The song's styled mix: the stems' mono channels through the MixingConsole.
 
     Args:
-        stems: ``(S, 2, N)`` stereo stems, float in [-1, 1].
+        stems: ``(S, 2, N)`` stereo stems, float in [-1, 1]; track ``2s`` / ``2s + 1``
+            is the left / right channel of stem ``s``.
         seed: seeds the random console settings (``random_track_params`` /
-            ``random_master_params``, default ranges).
+            ``random_master_params`` with their default ranges).
+        names: the ``S`` stem names (for the mixing sheet).
 
     Returns:
         mix ``(2, N)`` float32 at -16...-14 LUFS with peak <= 0.99, and a dict with the
-        settings (in [0, 1] and physical units) and the loudness gain applied.
+        loudness gain applied, the settings in [0, 1] (``track_params (2S, P)``,
+        ``master_params (Pm,)``) and as a mixing sheet in physical units.
     """
-    import pyloudnorm
-    import torch
-
     from .console import MixingConsole
-    from .params import params_to_dicts, random_master_params, random_track_params
+    from .params import random_master_params, random_track_params
+    from .sheet import params_to_sheet
 
     num_tracks = stems.shape[0] * 2
-    console = MixingConsole(sample_rate)
     g = torch.Generator().manual_seed(int(seed))
     track_params = random_track_params(1, num_tracks, sample_rate, generator=g)
     master_params = random_master_params(1, sample_rate, generator=g)
     tracks = torch.from_numpy(np.ascontiguousarray(stems.reshape(1, num_tracks, -1), dtype=np.float32))
     with torch.no_grad():
-        mix = console(tracks, track_params, master_params)[0].double().numpy()
+        mix = MixingConsole(sample_rate)(tracks, track_params, master_params)[0].double().numpy()
     target = float(np.random.default_rng(seed).uniform(-16.0, -14.0))
-    loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(mix.T)
+    loudness = integrated_loudness(mix, sample_rate)
     gain_db = target - loudness if np.isfinite(loudness) else 0.0
-    mix = mix * 10 ** (gain_db / 20)
-    peak = float(np.abs(mix).max())
+    peak = float(np.abs(mix).max()) * 10 ** (gain_db / 20)
     if peak > 0.99:
         gain_db += 20 * np.log10(0.99 / peak)
-        mix = mix * (0.99 / peak)
+    names = [f"{n}.{c}" for n in names for c in "LR"] if names else None
     info = {"target_lufs": round(target, 2), "loudness_gain_db": round(float(gain_db), 3),
             "track_params": [[float(f"{v:.9g}") for v in row] for row in track_params[0].tolist()],
             "master_params": [float(f"{v:.9g}") for v in master_params[0].tolist()],
-            "tracks": [_rounded(d) for d in params_to_dicts(track_params[0], console.track_specs)],
-            "master": _rounded(params_to_dicts(master_params[0], console.master_specs)[0])}
-    return mix.astype(np.float32), info
+            "sheet": params_to_sheet(track_params[0], master_params[0], sample_rate, names)}
+    return (mix * 10 ** (gain_db / 20)).astype(np.float32), info
 
 
 # ------------------------------------------------------------------ songs
@@ -419,9 +409,11 @@ def render_song(seed: int, seconds: float, sample_rate: int = 44100, extra_stems
     """
     if seconds < 1.0:
         raise ValueError(f"songs must be at least 1 s long, got {seconds}")
-    sf_path = None if renderer == "numpy" else find_soundfont(soundfont)
+    if renderer not in ("auto", "soundfont", "numpy"):
+        raise ValueError(f"renderer must be 'auto', 'soundfont' or 'numpy', got {renderer!r}")
+    sf_path = None if renderer == "numpy" or importlib.util.find_spec("midirenderer") is None else find_soundfont(soundfont)
     if renderer == "soundfont" and sf_path is None:
-        raise FileNotFoundError("no SoundFont found: set DIFFMST_SOUNDFONT or install fluid-soundfont-gm")
+        raise FileNotFoundError("no SoundFont (or no midirenderer): set DIFFMST_SOUNDFONT or install fluid-soundfont-gm")
     score = compose(seed, seconds, extra_stems)
     rng = np.random.default_rng([seed, 1])
     stems = {}
@@ -483,14 +475,15 @@ def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: in
     for subset, i in tqdm(jobs, desc="synthetic songs", unit="song", disable=not progress):
         song_seed = int(np.random.SeedSequence([seed, subset == "test", i]).generate_state(1)[0])
         stems, meta = render_song(song_seed, seconds, sample_rate, extra_stems, renderer, soundfont)
-        mixture, meta["mixture"] = styled_mix(np.stack(list(stems.values())), sample_rate, song_seed)
+        mixture, meta["mixture"] = styled_mix(np.stack(list(stems.values())), sample_rate, song_seed, list(stems))
         meta.update(name=f"synth_{subset}_{i:04d}", subset=subset, set_seed=seed,
                     note="mixture.wav is a styled mix (MixingConsole, own random settings), not the sum of the stems")
-        folder = root / subset / meta["name"]
-        folder.mkdir(parents=True, exist_ok=True)
+        folder, tmp = root / subset / meta["name"], root / subset / f".{meta['name']}.partial"
+        tmp.mkdir(parents=True, exist_ok=True)  # written whole, then renamed: no half songs
+        (tmp / "synth.json").write_text(_json(meta))
         for name, x in {"mixture": mixture, **stems}.items():
-            sf.write(folder / f"{name}.wav", x.T, sample_rate, subtype="PCM_16")
-        (folder / "synth.json").write_text(_json(meta))
+            sf.write(tmp / f"{name}.wav", x.T, sample_rate, subtype="PCM_16")
+        tmp.rename(folder)
         out[subset].append(str(folder))
         out["renderer"] = meta["renderer"]
     out["validation"] = [Path(p).name for p in out["train"][len(out["train"]) - max(1, num_songs // 8):]] if num_songs > 1 else []

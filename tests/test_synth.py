@@ -94,7 +94,9 @@ def test_mixture_rerenders_from_metadata(tree):
     stored, _ = read(f"{song}/mixture.wav")
     # stems were rounded to 16 bit after mixing: allow a small error
     assert np.max(np.abs(mix - stored)) < 2e-3
-    assert len(m["tracks"]) == 8 and "pan" in m["tracks"][0]
+    sheet = m["sheet"]
+    assert [t["name"] for t in sheet["tracks"]][:3] == ["drums.L", "drums.R", "bass.L"]
+    assert len(sheet["tracks"]) == 8 and -1 <= sheet["tracks"][0]["pan"] <= 1 and "compressor" in sheet["master"]
 
 
 def test_render_is_deterministic_per_seed():
