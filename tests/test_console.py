@@ -1,0 +1,179 @@
+"""The console's effects behave as their physics says (numbers, not smoke)."""
+
+import math
+
+import pytest
+import torch
+
+from diffmst_lite import params as P
+from diffmst_lite.console import MixingConsole, compressor, gain, pan, pan_gains, parametric_eq
+
+from helpers import neutral, rms_db, set_physical, sine
+
+SR = 22050
+
+
+def test_plus_6_db_doubles_amplitude():
+    x = torch.randn(2, 1, 1000)
+    assert torch.allclose(gain(x, torch.tensor([20 * math.log10(2.0)] * 2)), 2 * x, rtol=1e-5)
+    # through the whole console: +6.02 dB on a track doubles its contribution to the mix
+    console = MixingConsole(SR)
+    tracks = torch.randn(1, 1, SR) * 0.1
+    track_params, master_params = neutral(SR)
+    loud = set_physical(track_params, console.track_specs, "gain_db", 20 * math.log10(2.0))
+    with torch.no_grad():
+        ratio = console(tracks, loud, master_params).abs().max() / console(tracks, track_params, master_params).abs().max()
+    assert ratio == pytest.approx(2.0, rel=1e-3)
+
+
+def test_pan_hard_left_silences_right_and_vice_versa():
+    x = torch.randn(2, 4000)
+    out = pan(x, torch.tensor([-1.0, 1.0]))
+    assert out[0, 1].abs().max() == 0.0 and out[1, 0].abs().max() == 0.0
+    assert torch.allclose(out[0, 0], x[0]) and torch.allclose(out[1, 1], x[1])
+
+
+def test_pan_law_is_minus_4_5_db_at_centre():
+    left, right = pan_gains(torch.tensor(0.0))
+    assert 20 * math.log10(float(left)) == pytest.approx(-4.5, abs=0.05)
+    assert float(left) == pytest.approx(float(right))
+    # between the linear (-6 dB) and the constant-power (-3 dB) law everywhere inside
+    positions = torch.linspace(-0.9, 0.9, 19)
+    left, right = pan_gains(positions)
+    p = (positions + 1) / 2
+    assert torch.all(left <= torch.cos(p * math.pi / 2) + 1e-6) and torch.all(left >= 1 - p - 1e-6)
+
+
+def _eq(x, sample_rate, bands):
+    """Apply the six-band EQ with ``bands`` {index: (freq, gain, q)} and every other band flat."""
+    freq = torch.tensor([[100.0, 500.0, 3000.0, 9000.0, 13000.0, 8000.0]]) * min(1.0, sample_rate / 44100)
+    gain_db, q = torch.zeros(1, 6), torch.full((1, 6), 0.707)
+    for index, (f, g, qq) in bands.items():
+        freq[0, index], gain_db[0, index], q[0, index] = f, g, qq
+    return parametric_eq(x.reshape(1, 1, -1), sample_rate, freq, gain_db, q)[0, 0]
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 44100])
+def test_peaking_band_boosts_its_centre_and_leaves_far_frequencies(sample_rate):
+    def change_db(freq):
+        x = sine(freq, 1.5, sample_rate)
+        y = _eq(x, sample_rate, {1: (1000.0, 12.0, 1.0)})
+        steady = slice(sample_rate // 2, None)  # after the filter has settled
+        return rms_db(y[steady]) - rms_db(x[steady])
+
+    assert change_db(1000.0) == pytest.approx(12.0, abs=0.5)
+    assert change_db(100.0) == pytest.approx(0.0, abs=0.5)
+
+
+def test_shelves_behave_as_shelves():
+    def change_db(freq, bands):
+        x = sine(freq, 1.5, 44100)
+        y = _eq(x, 44100, bands)
+        return rms_db(y[22050:]) - rms_db(x[22050:])
+
+    low = {0: (300.0, 6.0, 0.707)}  # +6 dB below 300 Hz
+    assert change_db(40.0, low) == pytest.approx(6.0, abs=0.3)
+    assert change_db(5000.0, low) == pytest.approx(0.0, abs=0.3)
+    high = {5: (4000.0, -6.0, 0.707)}  # -6 dB above 4 kHz
+    assert change_db(15000.0, high) == pytest.approx(-6.0, abs=0.3)
+    assert change_db(200.0, high) == pytest.approx(0.0, abs=0.3)
+
+
+def _compress(x, threshold=-30.0, ratio=4.0, attack=5.0, release=50.0, knee=1.0, makeup=0.0, sample_rate=SR):
+    def t(v):
+        return torch.tensor([float(v)])
+
+    return compressor(x.reshape(1, 1, -1), sample_rate, t(threshold), t(ratio), t(attack), t(release), t(knee), t(makeup))[0, 0]
+
+
+def test_compressor_static_curve_matches_threshold_and_ratio():
+    # a 1 kHz tone whose RMS is 20 dB above a -30 dB threshold, ratio 4: 15 dB of gain reduction
+    x = sine(1000.0, 2.0, SR, amplitude=math.sqrt(2) * 10 ** (-10 / 20))
+    y = _compress(x)
+    settled = slice(SR, None)
+    assert rms_db(x[settled]) == pytest.approx(-10.0, abs=0.01)
+    assert rms_db(y[settled]) - rms_db(x[settled]) == pytest.approx(-15.0, abs=1.0)
+    # below threshold nothing happens; ratio 1 never does anything; makeup adds its gain
+    quiet = x * 10 ** (-25 / 20)
+    assert rms_db(_compress(quiet)[settled]) == pytest.approx(rms_db(quiet[settled]), abs=0.05)
+    assert torch.allclose(_compress(x, ratio=1.0), x, atol=1e-6)
+    assert torch.allclose(_compress(quiet, makeup=6.0), quiet * 10 ** (6 / 20), rtol=1e-4, atol=1e-7)
+
+
+def _gain_envelope(level_db_first, level_db_second, **settings):
+    """Gain (dB) the compressor applies to a DC step from one level to another."""
+    first = torch.full((SR,), 10 ** (level_db_first / 20))
+    second = torch.full((3 * SR,), 10 ** (level_db_second / 20))
+    x = torch.cat([first, second])
+    return 20 * torch.log10(_compress(x, **settings) / x)
+
+
+def _time_to_reach(envelope_db, target_db, start):
+    """Seconds after ``start`` until the envelope first comes within 1 dB of ``target_db``."""
+    close = (envelope_db[start:] - target_db).abs() < 1.0
+    return float(torch.nonzero(close)[0, 0]) / SR
+
+
+def test_release_time_sets_the_recovery_after_a_loud_to_quiet_step():
+    fast = _time_to_reach(_gain_envelope(-10, -50, release=10.0), 0.0, SR)
+    slow = _time_to_reach(_gain_envelope(-10, -50, release=500.0), 0.0, SR)
+    assert fast < 0.08 and slow > 0.5 and slow > 8 * fast
+
+
+def test_attack_time_sets_how_fast_gain_reduction_arrives():
+    # quiet -> loud: 20 dB over threshold at ratio 4 ends at -15 dB
+    fast = _time_to_reach(_gain_envelope(-50, -10, attack=1.0), -15.0, SR)
+    slow = _time_to_reach(_gain_envelope(-50, -10, attack=100.0), -15.0, SR)
+    assert fast < 0.05 and slow > 0.1 and slow > 4 * fast
+
+
+def test_neutral_settings_render_the_unprocessed_balance():
+    console = MixingConsole(SR)
+    tracks = torch.randn(2, 3, SR // 2) * 0.1
+    track_params, master_params = neutral(SR, tracks=3, batch=2)
+    with torch.no_grad():
+        mix = console(tracks, track_params, master_params)
+    centre = float(pan_gains(torch.tensor(0.0))[0])
+    expected = tracks.sum(1, keepdim=True).expand(-1, 2, -1) * centre
+    assert torch.allclose(mix, expected, atol=1e-5)
+
+
+def test_padded_tracks_do_not_change_the_mix_and_wet_tracks_have_their_shape():
+    console = MixingConsole(SR)
+    tracks = torch.randn(1, 4, 4000) * 0.1
+    track_params, master_params = torch.rand(1, 4, 26), torch.rand(1, 26)
+    padded = torch.cat([tracks, torch.randn(1, 2, 4000)], 1)
+    padded_params = torch.cat([track_params, torch.rand(1, 2, 26)], 1)
+    mask = torch.tensor([[True] * 4 + [False] * 2])
+    with torch.no_grad():
+        mix = console(tracks, track_params, master_params)
+        mix_padded, wet = console(padded, padded_params, master_params, mask=mask, return_tracks=True)
+    assert wet.shape == (1, 6, 2, 4000) and wet[0, 4:].abs().max() == 0
+    assert torch.allclose(mix, mix_padded, atol=1e-6)
+
+
+def test_console_reports_its_parameter_counts_and_rejects_wrong_shapes():
+    console = MixingConsole(44100)
+    assert (console.num_track_params, console.num_master_params) == (P.NUM_TRACK_PARAMS, P.NUM_MASTER_PARAMS)
+    with pytest.raises(ValueError, match="track_params"):
+        console(torch.zeros(1, 2, 100), torch.zeros(1, 3, 26), torch.zeros(1, 26))
+    with pytest.raises(ValueError, match="tracks must be"):
+        console(torch.zeros(2, 100), torch.zeros(1, 2, 26), torch.zeros(1, 26))
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 44100, 48000])
+def test_eq_ranges_stay_below_0_45_fs_and_scale_below_44k(sample_rate):
+    for low, high in P.band_freq_ranges(sample_rate):
+        assert 0 < low < high <= 0.45 * sample_rate
+    if sample_rate == 22050:
+        assert P.band_freq_ranges(sample_rate)[1] == pytest.approx((40.0, 1000.0))
+
+
+def test_random_params_respect_the_config_and_are_reproducible():
+    first = P.random_track_params(4, 8, SR, generator=torch.Generator().manual_seed(0))
+    again = P.random_track_params(4, 8, SR, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(first, again) and first.shape == (4, 8, 26)
+    physical = P.to_physical(first, P.track_param_specs(SR))
+    assert physical[..., P.GAIN].min() >= -12.0 - 1e-4 and physical[..., P.GAIN].max() <= 6.0 + 1e-4
+    full = P.random_track_params(64, 8, SR, config=P.RandomParamConfig.full_range())
+    assert full.min() < 0.05 and full.max() > 0.95
