@@ -1,0 +1,160 @@
+"""The diffmst-lite command and the mixing sheet on good and bad input: every
+error is one clear line, exit code 2, and nothing is written or overwritten."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from diffmst_lite.audio import AudioError, load_audio, save_audio, validate_audio
+from diffmst_lite.cli import main
+from diffmst_lite.sheet import SheetError, neutral_sheet, params_to_sheet, read_sheet, sheet_to_params
+
+SR = 22050
+
+
+@pytest.fixture()
+def stems(tmp_path):
+    t = np.arange(SR) / SR
+    sf.write(tmp_path / "bass.wav", (0.3 * np.sin(2 * np.pi * 80 * t)).astype(np.float32), SR)
+    sf.write(tmp_path / "keys.wav", np.stack([0.2 * np.sin(2 * np.pi * 440 * t)] * 2, 1).astype(np.float32), SR)
+    return tmp_path
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sheet_then_render_gives_the_neutral_balance(stems, capsys):
+    code, out, _ = run(["sheet", stems / "bass.wav", stems / "keys.wav"], capsys)
+    sheet = json.loads(out)
+    assert code == 0 and [t["name"] for t in sheet["tracks"]] == ["bass", "keys_L", "keys_R"]
+    (stems / "s.json").write_text(out)
+    code, _, err = run(["render", stems / "bass.wav", stems / "keys.wav", "--sheet", stems / "s.json",
+                        "--out", stems / "mix.wav"], capsys)
+    assert code == 0, err
+    mix, rate = sf.read(stems / "mix.wav", dtype="float32")
+    assert rate == SR and mix.shape == (SR, 2) and sf.info(stems / "mix.wav").subtype == "FLOAT"
+    bass, _ = sf.read(stems / "bass.wav", dtype="float32")
+    keys, _ = sf.read(stems / "keys.wav", dtype="float32")
+    centre = 10 ** (-4.5154 / 20)
+    assert np.allclose(mix[:, 0], (bass + keys[:, 0] + keys[:, 1]) * centre, atol=1e-4)
+
+
+def test_render_refuses_to_overwrite_without_force(stems, capsys):
+    run(["sheet", stems / "bass.wav", "--out", stems / "s.json"], capsys)
+    (stems / "mix.wav").write_bytes(b"precious")
+    args = ["render", stems / "bass.wav", "--sheet", stems / "s.json", "--out", stems / "mix.wav"]
+    code, _, err = run(args, capsys)
+    assert code == 2 and "exists" in err and "--force" in err
+    assert (stems / "mix.wav").read_bytes() == b"precious"
+    assert run(args + ["--force"], capsys)[0] == 0 and sf.info(stems / "mix.wav").frames == SR
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("missing", "no such file"),
+    ("unreadable", "cannot read audio"),
+    ("nan", "NaN"),
+    ("empty", "empty"),
+    ("length", "different lengths"),
+    ("rate", "different sample rates"),
+    ("count", "has 1 tracks but 2 were given"),
+    ("json", "invalid JSON at line 1"),
+    ("range", "tracks[0].eq[2].freq_hz: 20000 is outside"),
+    ("missing_field", "tracks[0].compressor: missing field 'ratio'"),
+    ("unknown_field", "tracks[0]: unknown field 'reverb'"),
+    ("type", "tracks[0].gain_db: expected a number"),
+    ("band_type", "tracks[0].eq[0].type: expected 'low_shelf'"),
+])
+def test_bad_input_is_one_clear_line_and_writes_nothing(stems, capsys, problem, expected):
+    run(["sheet", stems / "bass.wav", "--out", stems / "s.json"], capsys)
+    tracks = [stems / "bass.wav"]
+    sheet = json.loads((stems / "s.json").read_text())
+    if problem == "missing":
+        tracks = [stems / "nope.wav"]
+    elif problem == "unreadable":
+        (stems / "text.wav").write_text("not audio")
+        tracks = [stems / "text.wav"]
+    elif problem == "nan":
+        sf.write(stems / "nan.wav", np.full(SR, np.nan, np.float32), SR, subtype="FLOAT")
+        tracks = [stems / "nan.wav"]
+    elif problem == "empty":
+        sf.write(stems / "empty.wav", np.zeros(0, np.float32), SR)
+        tracks = [stems / "empty.wav"]
+    elif problem == "length":
+        sf.write(stems / "short.wav", np.zeros(SR // 2, np.float32), SR)
+        tracks = [stems / "bass.wav", stems / "short.wav"]
+    elif problem == "rate":
+        sf.write(stems / "other.wav", np.zeros(SR, np.float32), 44100)
+        tracks = [stems / "bass.wav", stems / "other.wav"]
+    elif problem == "count":
+        sf.write(stems / "two.wav", np.zeros(SR, np.float32), SR)
+        tracks = [stems / "bass.wav", stems / "two.wav"]
+    elif problem == "json":
+        (stems / "s.json").write_text("{ oops")
+    elif problem == "range":
+        sheet["tracks"][0]["eq"][2]["freq_hz"] = 20000
+    elif problem == "missing_field":
+        del sheet["tracks"][0]["compressor"]["ratio"]
+    elif problem == "unknown_field":
+        sheet["tracks"][0]["reverb"] = 0.5
+    elif problem == "type":
+        sheet["tracks"][0]["gain_db"] = "loud"
+    elif problem == "band_type":
+        sheet["tracks"][0]["eq"][0]["type"] = "notch"
+    if problem not in ("json",):
+        (stems / "s.json").write_text(json.dumps(sheet))
+    code, out, err = run(["render", *tracks, "--sheet", stems / "s.json", "--out", stems / "mix.wav"], capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (stems / "mix.wav").exists()
+
+
+def test_features_prints_the_af_features_as_json(stems, capsys):
+    code, out, _ = run(["features", stems / "keys.wav"], capsys)
+    features = json.loads(out)
+    assert code == 0 and features["stereo_width"] == pytest.approx(0.0, abs=1e-6)
+    assert features["rms_db"][0] == pytest.approx(20 * math.log10(0.2 / math.sqrt(2)), abs=0.05)
+    assert len(features["bark_spectrum"]["mid"]) == 24
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "diffmst_lite", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "render" in result.stdout
+
+
+def test_sheet_round_trip_and_neutral_values():
+    track, master = torch.rand(3, 26), torch.rand(26)
+    back = sheet_to_params(json.loads(json.dumps(params_to_sheet(track, master, 44100, ["a", "b", "c"]))))
+    assert torch.allclose(back["track_params"], track, atol=1e-3)
+    assert torch.allclose(back["master_params"], master, atol=1e-3)
+    strip = neutral_sheet(["x"], 44100)["tracks"][0]
+    assert strip["gain_db"] == 0 and strip["pan"] == 0 and strip["compressor"]["ratio"] == 1
+    assert all(band["gain_db"] == 0 for band in strip["eq"])
+
+
+def test_sheet_rejects_wrong_sample_rate_and_missing_file(tmp_path):
+    sheet = neutral_sheet(["x"], 44100)
+    with pytest.raises(SheetError, match="sheet is for 44100 Hz but the audio is 22050 Hz"):
+        sheet_to_params(sheet, sample_rate=22050)
+    with pytest.raises(SheetError, match="no such sheet file"):
+        read_sheet(tmp_path / "absent.json")
+
+
+def test_audio_io_validates_and_never_overwrites(tmp_path):
+    with pytest.raises(AudioError, match="NaN"):
+        validate_audio(torch.tensor([0.0, float("nan")]))
+    path = save_audio(tmp_path / "a.wav", torch.zeros(2, 100), SR)
+    with pytest.raises(FileExistsError):
+        save_audio(path, torch.ones(2, 100), SR)
+    audio, rate = load_audio(path)
+    assert rate == SR and audio.shape == (2, 100) and audio.abs().max() == 0
+    resampled, rate = load_audio(path, sample_rate=44100)
+    assert rate == 44100 and resampled.shape == (2, 200)
