@@ -1,8 +1,8 @@
 """Transformer controller: embeddings in, console parameters in [0, 1] out.
 
-Diff-MST (Vanka et al., ISMIR 2024, arXiv:2407.08889, Sec. 3.2) feeds one token
-per input track, one per reference channel and a learned master-bus token to a
-transformer encoder. There is no positional encoding, so the output for each
+Diff-MST (Vanka et al., ISMIR 2024, arXiv:2407.08889; the controller of its
+Fig. 1) feeds one token per input track, one per reference channel and a
+learned master-bus token to a transformer encoder. There is no positional encoding, so the output for each
 track does not depend on where that track sits in the list, and any number of
 tracks works with the same weights. One MLP, shared by all track tokens, maps
 each track token to that track's channel-strip parameters; a second MLP maps the

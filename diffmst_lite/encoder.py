@@ -1,10 +1,11 @@
 """Spectrogram encoder: one mono signal in, one embedding vector out.
 
-Diff-MST (Vanka et al., ISMIR 2024, arXiv:2407.08889, Sec. 3.1) encodes every
-input track and each channel of the reference mix separately: a magnitude STFT
-(Hann window 2048, hop 512), a CNN, global pooling and a linear layer give one
-``embed_dim`` vector per signal. The model uses two instances of this module, one
-for tracks and one for the reference, that share no weights.
+Diff-MST (Vanka et al., ISMIR 2024, arXiv:2407.08889; the encoders of its
+Fig. 1) encodes every input track and each channel of the reference mix
+separately: a magnitude STFT (Hann window 2048, hop 512), a CNN, global pooling
+and a linear layer give one ``embed_dim`` vector per signal. The model uses two
+instances of this module, one for tracks and one for the reference, that share
+no weights.
 
 The CNN is a stack of blocks; each block is ``convs_per_block`` 3x3 convolutions
 (the first one strided by ``strides[i]``), each followed by a normalisation and a
@@ -12,17 +13,19 @@ ReLU, then an optional average pooling by ``pools[i]``. Strides and pools are
 given as ``(freq, time)``. Two presets cover both ends:
 
 * ``EncoderConfig.lite()``: strided convolutions that shrink the frequency axis
-  early (1025 bins -> 256 after the first block), ~1 M parameters, fast on a CPU.
+  early (1025 bins -> 257 after the first block), ~1 M parameters, fast on a CPU.
 * ``EncoderConfig.paper()``: the paper's wide encoder, shaped like the PANNs
   CNN14 used by the official Diff-MST code (6 blocks of two 3x3 convolutions,
   64 ... 2048 channels, average pooling, mean over frequency, mean + max over
-  time), ~77 M parameters per encoder.
+  time), ~76.5 M parameters per encoder.
 
 Magnitude compression: ``|X|^0.3`` (a power law, as in the official code), with
 the magnitude computed as ``sqrt(re^2 + im^2 + eps)`` so it has finite gradients
 on digital silence. ``log1p`` (``log(1 + |X|)``) is available as an option.
 Absolute level is kept (no per-example input normalisation), because the model
-needs to know how loud a track is to choose its gain.
+needs to know how loud a track is to choose its gain. BatchNorm (the default)
+keeps it in eval mode; in training mode it keeps levels relative to the batch.
+GroupNorm would make the embedding almost blind to level.
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ class ConvBlock(nn.Module):
 
 
 class SpectrogramEncoder(nn.Module):
-    """Mono waveform ``(B, N)`` -> embedding ``(B, D)`` (Diff-MST Sec. 3.1).
+    """Mono waveform ``(B, N)`` -> embedding ``(B, D)`` (the Diff-MST encoder).
 
     Steps: STFT (Hann ``n_fft``, hop ``hop_length``, centred, zero padded) ->
     compressed magnitude ``(B, 1, n_fft//2+1, frames)`` -> CNN blocks -> mean
