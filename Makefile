@@ -27,7 +27,7 @@ help:
 	@echo "make clean  remove _build (keeps .venv)"
 
 book: install
-	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+	DIFFMST_BOOK_BUILD=1 $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
 test: book
 	$(PY) -m pytest
