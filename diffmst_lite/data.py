@@ -364,7 +364,8 @@ class Method1Dataset(_SegmentDataset):
         super().__init__(songs, seconds, examples, seed, silence_db)
         from .console import MixingConsole
 
-        self.max_tracks, self.random_tracks, self.min_tracks, self.config = max_tracks, random_tracks, min_tracks, config
+        self.max_tracks, self.min_tracks, self.random_tracks = max_tracks, min_tracks, random_tracks
+        self.config = config
         self.console = MixingConsole(self.sample_rate)
         self.half = round(self.seconds * self.sample_rate / 2)
 
@@ -432,7 +433,8 @@ class Method2Dataset(_SegmentDataset):
                 break
         return {"tracks": torch.from_numpy(tracks[ids]), "reference": torch.from_numpy(ref),
                 "track_names": [song.track_names[i] for i in ids], "song": song.name,
-                "reference_song": ref_song.name, "start": start, "reference_start": ref_start, "track_ids": torch.from_numpy(ids)}
+                "reference_song": ref_song.name, "start": start, "reference_start": ref_start,
+                "track_ids": torch.from_numpy(ids)}
 
 
 def collate_tracks(batch: Sequence[dict]) -> dict:

@@ -309,7 +309,8 @@ def _hit(pitch: int, sr: int, rng: np.random.Generator) -> np.ndarray:
         f = 50 + 110 * np.exp(-t / 0.03)
         return np.sin(2 * np.pi * np.cumsum(f) / sr) * np.exp(-t / 0.15)
     if pitch in (38, 39, 40):  # snare / clap: noise + body
-        return noise(0.3, 0.07, False) * 0.8 + 0.5 * np.sin(2 * np.pi * 185 * t[: int(0.3 * sr)]) * np.exp(-t[: int(0.3 * sr)] / 0.04)
+        body = t[: int(0.3 * sr)]
+        return noise(0.3, 0.07, False) * 0.8 + 0.5 * np.sin(2 * np.pi * 185 * body) * np.exp(-body / 0.04)
     if pitch in (42, 44, 54, 69, 70):  # closed hats, shakers
         return noise(0.1, 0.02) * 0.6
     if pitch == 46:
@@ -353,7 +354,8 @@ def render_numpy(part: Part, score: Score, sample_rate: int, seed: int = 0) -> n
     return out[:, :n].astype(np.float32)
 
 
-def styled_mix(stems: np.ndarray, sample_rate: int, seed: int, names: list[str] | None = None) -> tuple[np.ndarray, dict]:
+def styled_mix(stems: np.ndarray, sample_rate: int, seed: int,
+               names: list[str] | None = None) -> tuple[np.ndarray, dict]:
     """The song's styled mix: the stems' mono channels through the MixingConsole.
 
     Args:
@@ -397,7 +399,8 @@ def styled_mix(stems: np.ndarray, sample_rate: int, seed: int, names: list[str] 
 
 
 def render_song(seed: int, seconds: float, sample_rate: int = 44100, extra_stems: int = 0,
-                renderer: str = "auto", soundfont: str | os.PathLike | None = None) -> tuple[dict[str, np.ndarray], dict]:
+                renderer: str = "auto",
+                soundfont: str | os.PathLike | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Compose and render one song (no mixture).
 
     Args:
@@ -411,14 +414,18 @@ def render_song(seed: int, seconds: float, sample_rate: int = 44100, extra_stems
         raise ValueError(f"songs must be at least 1 s long, got {seconds}")
     if renderer not in ("auto", "soundfont", "numpy"):
         raise ValueError(f"renderer must be 'auto', 'soundfont' or 'numpy', got {renderer!r}")
-    sf_path = None if renderer == "numpy" or importlib.util.find_spec("midirenderer") is None else find_soundfont(soundfont)
+    usable = renderer != "numpy" and importlib.util.find_spec("midirenderer") is not None
+    sf_path = find_soundfont(soundfont) if usable else None
     if renderer == "soundfont" and sf_path is None:
-        raise FileNotFoundError("no SoundFont (or no midirenderer): set DIFFMST_SOUNDFONT or install fluid-soundfont-gm")
+        raise FileNotFoundError("no SoundFont or no midirenderer: set DIFFMST_SOUNDFONT, install fluid-soundfont-gm")
     score = compose(seed, seconds, extra_stems)
     rng = np.random.default_rng([seed, 1])
     stems = {}
     for i, part in enumerate(score.parts):
-        x = render_soundfont(part, score, sample_rate, sf_path) if sf_path else render_numpy(part, score, sample_rate, seed + i)
+        if sf_path:
+            x = render_soundfont(part, score, sample_rate, sf_path)
+        else:
+            x = render_numpy(part, score, sample_rate, seed + i)
         rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
         if rms > 0:
             x = x * (10 ** (rng.uniform(-26, -16) / 20) / rms)
@@ -473,7 +480,7 @@ def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: in
     jobs = [("train", i) for i in range(num_songs)] + [("test", i) for i in range(test_songs)]
     out: dict = {"root": str(root), "renderer": None, "train": [], "test": []}
     for subset, i in tqdm(jobs, desc="synthetic songs", unit="song", disable=not progress):
-        song_seed = int(np.random.SeedSequence([seed, subset == "test", i]).generate_state(1)[0])
+        song_seed = int(np.random.SeedSequence([seed, int(subset == "test"), i]).generate_state(1)[0])
         stems, meta = render_song(song_seed, seconds, sample_rate, extra_stems, renderer, soundfont)
         mixture, meta["mixture"] = styled_mix(np.stack(list(stems.values())), sample_rate, song_seed, list(stems))
         meta.update(name=f"synth_{subset}_{i:04d}", subset=subset, set_seed=seed,
@@ -486,7 +493,8 @@ def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: in
         tmp.rename(folder)
         out[subset].append(str(folder))
         out["renderer"] = meta["renderer"]
-    out["validation"] = [Path(p).name for p in out["train"][len(out["train"]) - max(1, num_songs // 8):]] if num_songs > 1 else []
+    num_valid = max(1, num_songs // 8) if num_songs > 1 else 0
+    out["validation"] = [Path(p).name for p in out["train"][num_songs - num_valid:]]
     write_musdb_setup(root, out["validation"])
     log.info("wrote %d + %d synthetic songs to %s (renderer: %s)", num_songs, test_songs, root, out["renderer"])
     return out
