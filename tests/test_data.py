@@ -12,13 +12,13 @@ from diffmst_lite.data import (Method1Dataset, Method2Dataset, Song, collate_tra
 from diffmst_lite.synth import make_songs
 
 SR = 22050
-SECONDS = 2.0
+SECONDS = 1.0
 
 
 @pytest.fixture(scope="session")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("songs")
-    make_songs(root, 3, 2.5, seed=21, sample_rate=SR, progress=False)  # 3 train + default max(2, 3 // 4) test
+    make_songs(root, 3, 2.0, seed=21, sample_rate=SR, progress=False)  # 3 train + default max(2, 3 // 4) test
     return root
 
 
@@ -30,7 +30,7 @@ def songs(root):
 @pytest.fixture(scope="session")
 def extra_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("extra")
-    make_songs(root, 1, 2.5, seed=5, test_songs=0, sample_rate=SR, extra_stems=4, progress=False)
+    make_songs(root, 1, 1.5, seed=5, test_songs=0, sample_rate=SR, extra_stems=4, progress=False)
     return root
 
 
@@ -64,7 +64,7 @@ def test_clear_errors_for_missing_path(tmp_path, monkeypatch):
 def test_song_tracks_mixture_and_segments(root, songs):
     song = songs[0]
     assert song.track_names == ["drums.L", "drums.R", "bass.L", "bass.R", "other.L", "other.R", "vocals.L", "vocals.R"]
-    assert song.num_samples == round(2.5 * SR) and song.cache  # small data set: cached in memory
+    assert song.num_samples == round(2.0 * SR) and song.cache  # small data set: cached in memory
     tracks, mix = song.audio()
     assert tracks.shape == (8, song.num_samples) and mix.shape == (2, song.num_samples)
     drums, _ = sf.read(str(root / "train" / song.name / "drums.wav"), dtype="float32")
