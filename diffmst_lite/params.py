@@ -283,3 +283,19 @@ def dict_to_params(values: dict[str, float], specs: list[ParamSpec]) -> torch.Te
     """``{name: physical value}`` (all names of ``specs``) -> normalised ``(P,)``."""
     physical = torch.tensor([float(values[s.name]) for s in specs], dtype=torch.float64)
     return to_unit(physical, specs).float()
+
+
+def rescale_params(params: torch.Tensor, from_specs: list[ParamSpec], to_specs: list[ParamSpec]) -> tuple[torch.Tensor, int]:
+    """Re-express normalised ``params (..., P)`` under other specs (another sample rate).
+
+    The physical values are kept; a value outside the new range (e.g. a 40 Hz band
+    predicted at 22.05 kHz, where the band starts at 40 Hz, rendered at 44.1 kHz,
+    where it starts at 80 Hz) is moved to the nearest bound.
+
+    Returns:
+        ``(params, number of values moved)``.
+    """
+    physical = to_physical(params.double(), from_specs)
+    low, high, _ = _as_tensors(to_specs, physical)
+    moved = int(((physical < low - 1e-6 * (high - low)) | (physical > high + 1e-6 * (high - low))).sum())
+    return to_unit(torch.minimum(torch.maximum(physical, low), high), to_specs).float().clamp(0, 1), moved

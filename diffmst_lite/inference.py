@@ -1,0 +1,89 @@
+"""Mix a set of stems in the style of a reference: predict (or optimise) a mixing
+sheet from excerpts, then render the full-length audio with it.
+
+Diff-MST (Vanka et al., ISMIR 2024) predicts one set of console settings for a
+song, so the settings can be estimated on representative excerpts (the loudest
+part of the tracks and of the reference) and applied to audio of any length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import params as P
+from .audio import resample
+from .console import MixingConsole
+from .sheet import params_to_sheet, sheet_to_params
+
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "lite.pt"
+
+
+def loudest_excerpt(x: torch.Tensor, sample_rate: int, seconds: float) -> torch.Tensor:
+    """The ``seconds``-long window of ``x (C, N)`` with the highest energy (all of ``x`` if shorter)."""
+    length = int(seconds * sample_rate)
+    if x.shape[-1] <= length:
+        return x
+    hop = max(1, sample_rate // 10)
+    energy = x.square().sum(0)
+    windows = energy.unfold(0, length, hop).sum(-1)
+    start = int(windows.argmax()) * hop
+    return x[:, start : start + length]
+
+
+def load_model(checkpoint: str | Path | None = None):
+    """Load a :class:`~diffmst_lite.model.DiffMST` checkpoint (default: the shipped lite model)."""
+    from .model import DiffMST
+
+    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    return DiffMST.load_checkpoint(str(path)).eval()
+
+
+def _to_rate(x: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
+    return x if from_rate == to_rate else resample(x, from_rate, to_rate)
+
+
+@torch.no_grad()
+def predict_sheet(model, tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int,
+                  names: list[str] | None = None, excerpt_seconds: float = 10.0) -> tuple[dict, int]:
+    """Predict a mixing sheet for ``tracks (T, N)`` and ``reference (2, M)`` at ``sample_rate``.
+
+    The network sees the loudest ``excerpt_seconds`` of the tracks and of the
+    reference, resampled to the model's rate; the sheet is written for
+    ``sample_rate``.
+
+    Returns:
+        ``(sheet, values moved into range)``: the count is non-zero when a setting
+        predicted at the model's rate lies outside the range at ``sample_rate``.
+    """
+    model_rate = model.config.sample_rate
+    excerpt = loudest_excerpt(tracks, sample_rate, excerpt_seconds)
+    ref_excerpt = loudest_excerpt(reference, sample_rate, excerpt_seconds)
+    track_params, master_params = model.predict_params(
+        _to_rate(excerpt, sample_rate, model_rate)[None], _to_rate(ref_excerpt, sample_rate, model_rate)[None]
+    )
+    track_params, moved_t = P.rescale_params(track_params[0], P.track_param_specs(model_rate), P.track_param_specs(sample_rate))
+    master_params, moved_m = P.rescale_params(master_params[0], P.master_param_specs(model_rate), P.master_param_specs(sample_rate))
+    return params_to_sheet(track_params, master_params, sample_rate, names), moved_t + moved_m
+
+
+def optimize_sheet(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int, names: list[str] | None = None,
+                   excerpt_seconds: float = 10.0, steps: int = 150, progress: bool = True) -> dict:
+    """Test-time optimisation of a sheet on excerpts (no network); see :mod:`diffmst_lite.optimize`."""
+    from .optimize import optimize_params
+
+    excerpt = loudest_excerpt(tracks, sample_rate, excerpt_seconds)
+    ref_excerpt = loudest_excerpt(reference, sample_rate, excerpt_seconds)
+    result = optimize_params(excerpt[None], ref_excerpt[None], sample_rate, steps=steps, progress=progress)
+    return params_to_sheet(result.track_params[0], result.master_params[0], sample_rate, names)
+
+
+@torch.no_grad()
+def render_sheet(tracks: torch.Tensor, sheet: dict, sample_rate: int) -> torch.Tensor:
+    """Render ``tracks (T, N)`` of any length with a mixing sheet -> ``(2, N)``."""
+    settings = sheet_to_params(sheet, num_tracks=tracks.shape[0], sample_rate=sample_rate)
+    console = MixingConsole(sample_rate)
+    return console(tracks[None], settings["track_params"][None], settings["master_params"][None])[0]
