@@ -79,22 +79,57 @@ def cmd_sheet(args: argparse.Namespace) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> None:
-    from .console import MixingConsole
-    from .sheet import read_sheet, sheet_to_params
+    from .inference import render_sheet
+    from .sheet import read_sheet
 
     refuse_overwrite(args.out, args.force)
     tracks, names, rate = load_tracks(args.tracks)
-    settings = sheet_to_params(read_sheet(args.sheet), num_tracks=len(names), sample_rate=rate)
-    if settings["names"] != names:
-        print(f"note: sheet track names {settings['names']} differ from the files' {names}; "
+    sheet = read_sheet(args.sheet)
+    sheet_names = [t["name"] for t in sheet["tracks"]]
+    if len(sheet_names) == len(names) and sheet_names != names:
+        print(f"note: sheet track names {sheet_names} differ from the files' {names}; "
               "rendering in the order given", file=sys.stderr)
-    console = MixingConsole(rate)
-    with torch.no_grad():
-        mix = console(tracks[None], settings["track_params"][None], settings["master_params"][None])[0]
-    peak = float(mix.abs().max())
+    mix = render_sheet(tracks, sheet, rate)
     save_audio(args.out, mix, rate, force=args.force)
+    report_mix(args.out, mix, rate, len(names))
+
+
+def report_mix(path: str, mix: torch.Tensor, rate: int, num_tracks: int) -> None:
+    peak = float(mix.abs().max())
     note = f" (peak {20 * torch.log10(torch.tensor(peak)):.1f} dBFS: above 0 dBFS, kept as float)" if peak > 1 else ""
-    print(f"wrote {args.out}: {len(names)} tracks, {mix.shape[-1] / rate:.2f} s at {rate} Hz{note}", file=sys.stderr)
+    print(f"wrote {path}: {num_tracks} tracks, {mix.shape[-1] / rate:.2f} s at {rate} Hz{note}", file=sys.stderr)
+
+
+def cmd_mix(args: argparse.Namespace) -> None:
+    from .audio import resample
+    from .inference import load_model, optimize_sheet, predict_sheet, render_sheet
+    from .sheet import write_sheet
+
+    refuse_overwrite(args.out, args.force)
+    refuse_overwrite(args.sheet_out, args.force)
+    if args.optimize and args.checkpoint:
+        raise CommandError("use either --checkpoint or --optimize, not both")
+    tracks, names, rate = load_tracks(args.tracks)
+    reference, ref_rate = load_audio(args.reference)
+    if reference.shape[0] == 1:
+        reference = reference.expand(2, -1)
+    elif reference.shape[0] != 2:
+        raise CommandError(f"{args.reference}: has {reference.shape[0]} channels; the reference must be stereo or mono")
+    if ref_rate != rate:
+        reference = resample(reference, ref_rate, rate)
+    if args.optimize:
+        sheet = optimize_sheet(tracks, reference, rate, names, args.excerpt, args.steps)
+    else:
+        sheet, moved = predict_sheet(load_model(args.checkpoint), tracks, reference, rate, names, args.excerpt)
+        if moved:
+            print(f"note: {moved} predicted settings lay outside their range at {rate} Hz and were moved to "
+                  "its edge", file=sys.stderr)
+    mix = render_sheet(tracks, sheet, rate)
+    save_audio(args.out, mix, rate, force=args.force)
+    if args.sheet_out:
+        write_sheet(sheet, args.sheet_out, force=args.force)
+        print(f"wrote {args.sheet_out}", file=sys.stderr)
+    report_mix(args.out, mix, rate, len(names))
 
 
 def cmd_features(args: argparse.Namespace) -> None:
@@ -122,6 +157,35 @@ def cmd_features(args: argparse.Namespace) -> None:
     write_json(document, args.out, args.force)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .data import load_songs
+    from .evaluate import EvalConfig, evaluate, format_table, write_csv
+    from .inference import load_model
+
+    refuse_overwrite(args.out, args.force)
+    model = load_model(args.checkpoint)
+    songs = load_songs(args.data, subset="test", sample_rate=model.config.sample_rate, max_songs=args.max_songs)
+    config = EvalConfig(seconds=args.seconds, cross_song=args.cross_song, optimize_steps=args.steps,
+                        max_songs=args.max_songs, seed=args.seed)
+    results = evaluate(model, songs, config)
+    print(format_table(results))
+    write_csv(results, args.out)
+    print(f"wrote {args.out}: {len(songs)} test songs", file=sys.stderr)
+
+
+def cmd_make_songs(args: argparse.Namespace) -> None:
+    from .synth import make_songs
+
+    try:
+        result = make_songs(args.dir, args.songs, args.seconds, args.seed, test_songs=args.test_songs,
+                            sample_rate=args.sample_rate, extra_stems=args.extra_stems, overwrite=args.force,
+                            renderer=args.renderer)
+    except FileExistsError:
+        raise CommandError(f"{args.dir}: already holds songs; use --force to replace them") from None
+    print(f"wrote {len(result['train'])} train and {len(result['test'])} test songs to {args.dir} "
+          f"(synthetic; renderer: {result['renderer']})", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffmst-lite", description="Differentiable Mixing Style Transfer, small and readable."
@@ -140,6 +204,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output WAV (32-bit float)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(run=cmd_render)
+
+    p = sub.add_parser("mix", help="mix tracks in the style of a reference (trained model or optimisation)")
+    p.add_argument("tracks", nargs="+", metavar="TRACK", help="audio files (a stereo file is two tracks)")
+    p.add_argument("--reference", required=True, help="the reference mix (stereo audio file)")
+    p.add_argument("--out", required=True, help="output WAV (32-bit float)")
+    p.add_argument("--checkpoint", help="model checkpoint (default: the shipped lite model)")
+    p.add_argument("--optimize", action="store_true", help="optimise the settings directly (no network)")
+    p.add_argument("--sheet-out", help="also write the mixing sheet (JSON), to edit and re-render")
+    p.add_argument("--excerpt", type=float, default=10.0, help="seconds of audio the settings are estimated on")
+    p.add_argument("--steps", type=int, default=150, help="optimisation steps with --optimize")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(run=cmd_mix)
+
+    p = sub.add_parser("make-songs", help="write synthetic songs in MUSDB18-HQ layout")
+    p.add_argument("dir", help="output folder (gets train/ and test/)")
+    p.add_argument("--songs", type=int, default=8, help="number of training songs")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each song")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-songs", type=int, help="number of test songs (default: max(2, songs // 4))")
+    p.add_argument("--sample-rate", type=int, default=44100)
+    p.add_argument("--extra-stems", type=int, default=0, help="stems beyond MUSDB's four (for 16-track training)")
+    p.add_argument("--renderer", choices=("auto", "soundfont", "numpy"), default="auto")
+    p.add_argument("--force", action="store_true", help="replace existing synthetic songs in DIR")
+    p.set_defaults(run=cmd_make_songs)
+
+    p = sub.add_parser("evaluate", help="the paper's table (RMS, CF, SW, SI, BS, AF) on held-out songs")
+    p.add_argument("--checkpoint", help="model checkpoint (default: the shipped lite model)")
+    p.add_argument("--data", help="MUSDB18(-HQ) or synthetic tree; its test subset is used (default: $MUSDB_PATH)")
+    p.add_argument("--out", required=True, help="CSV with one row per system")
+    p.add_argument("--cross-song", action="store_true", help="reference: another song's mixture")
+    p.add_argument("--seconds", type=float, default=5.0, help="length of the tracks' and the reference section")
+    p.add_argument("--steps", type=int, default=100, help="test-time optimisation steps")
+    p.add_argument("--max-songs", type=int, help="evaluate at most this many songs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("features", help="print the audio features (AF loss terms) of a mix as JSON")
     p.add_argument("file", help="audio file (mono is treated as centred stereo)")
