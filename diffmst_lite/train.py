@@ -1,0 +1,523 @@
+"""Training loop of Diff-MST (DESIGN.md §6), one process or DDP under ``torchrun``.
+
+nanoGPT style: a :class:`TrainConfig` dataclass and one readable loop in :func:`train`.
+
+- Method 1 (self-supervised): a random console mix of a song segment is split into
+  halves A/B; the model mixes the tracks of B in the style of mix A (its reference);
+  the loss compares the prediction with the real mix B (MRSTFT, AF or both).
+- Method 2: tracks of song A, the real mix of another song as reference; AF loss
+  between prediction and reference (the contents differ, so no MRSTFT).
+
+Prediction and target/reference are loudness-normalised to -16 LUFS inside the
+losses (``target_lufs``). Default sample rate 22050 Hz: half the compute of 44.1 kHz
+and the console scales its frequency ranges with the rate (DESIGN.md §4).
+
+Every step's batch is a pure function of ``(seed, step, rank)`` (the datasets draw each
+example from its own generator), so a resumed run repeats exactly what a straight
+run would have done. A run directory holds ``last.pt`` (always the latest
+checkpoint), ``step_XXXXXXX.pt`` (periodic), ``log.csv`` and ``loss.png``.
+
+Command line: ``diffmst-lite train --method 1 --loss mrstft --data toy --out runs/m1 --steps 200``;
+under DDP: ``torchrun --nproc_per_node 2 -m diffmst_lite train ...``.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import dataclasses
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .controller import ControllerConfig
+from .data import Method1Dataset, Method2Dataset, collate_tracks, load_songs
+from .encoder import EncoderConfig
+from .losses import AudioFeatureLoss, MRSTFTLoss
+from .model import DiffMST, DiffMSTConfig
+
+LOSSES = ("mrstft", "af", "mrstft+af")
+# settings a resumed run must share with the checkpoint (steps, logging, workers may change)
+FIXED_ON_RESUME = ("method", "loss", "tracks", "seconds", "sample_rate", "batch_size", "preset", "seed",
+                   "af_weight", "lr", "target_lufs")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (stored in every checkpoint).
+
+    Attributes:
+        method: 1 (self-supervised random mixes) or 2 (real reference of another song).
+        loss: "mrstft", "af" or "mrstft+af" (Method 2: "af" only); None picks
+            "mrstft" for Method 1 and "af" for Method 2.
+        tracks: most tracks per example (8 or 16; MUSDB has 8, the rest are masked).
+        data: MUSDB18(-HQ) root or synthetic tree; "toy" generates a few synthetic
+            songs into ``out/toy_data``; None uses ``$MUSDB_PATH``.
+        out: the run directory.
+        steps: optimiser steps in total (a resumed run continues to this number).
+        batch_size: examples per step and per process.
+        seconds: segment length ``t`` (Method 1: halves of ``t/2``; paper 10 s).
+        lr: AdamW learning rate; weight_decay, grad_clip (max gradient norm, 0 = off).
+        sample_rate: Hz. preset: "lite", "paper" or "tiny" (a test/demo size).
+        af_weight: weight of the AF term in "mrstft+af".
+        target_lufs: loudness of prediction and reference before the loss.
+        init: checkpoint whose weights start the run (e.g. MRSTFT -> AF fine-tune).
+        resume: continue from ``out/last.pt``; force: start afresh in a used ``out``.
+        checkpoint_every, log_every: in steps (0 = only at the end).
+        num_workers: DataLoader workers; overfit: train on the first batch only
+            (a sanity check: the loss must fall); references: folder of mixes (Method 2).
+        device: "cpu", "cuda", ... (None: cuda:LOCAL_RANK if available, else cpu).
+    """
+
+    method: int = 1
+    loss: Optional[str] = None
+    tracks: int = 8
+    data: Optional[str] = None
+    out: str = "runs/diffmst"
+    steps: int = 1000
+    batch_size: int = 4
+    seconds: float = 10.0
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    sample_rate: int = 22050
+    preset: str = "lite"
+    af_weight: float = 1.0
+    target_lufs: float = -16.0
+    init: Optional[str] = None
+    resume: bool = False
+    force: bool = False
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    overfit: bool = False
+    references: Optional[str] = None
+    device: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.method not in (1, 2):
+            raise ValueError(f"method must be 1 or 2, got {self.method}")
+        if self.loss is None:
+            self.loss = "mrstft" if self.method == 1 else "af"
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.method == 2 and self.loss != "af":
+            raise ValueError("Method 2 compares different songs: only --loss af makes sense")
+        if self.preset not in ("lite", "paper", "tiny"):
+            raise ValueError(f"preset must be lite, paper or tiny, got {self.preset!r}")
+        if self.sample_rate < 8000:
+            raise ValueError(f"sample_rate must be at least 8000 Hz, got {self.sample_rate}")
+        for name in ("steps", "batch_size", "tracks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.seconds <= 0:
+            raise ValueError(f"seconds must be positive, got {self.seconds}")
+
+
+def build_model(config: TrainConfig) -> DiffMST:
+    """The untrained model of ``config.preset`` (or the weights of ``config.init``)."""
+    if config.init:
+        if not Path(config.init).is_file():
+            raise FileNotFoundError(f"--init checkpoint {config.init} does not exist")
+        model = DiffMST.load_checkpoint(config.init)
+        if model.config.sample_rate != config.sample_rate:
+            raise ValueError(f"--init checkpoint is at {model.config.sample_rate} Hz, "
+                             f"training at {config.sample_rate} Hz")
+        return model
+    if config.preset == "tiny":  # a few thousand parameters: tests and quick demos
+        enc = EncoderConfig(n_fft=512, hop_length=256, channels=(8, 16, 32), strides=((4, 2), (4, 2), (2, 2)),
+                            pools=((1, 1),) * 3, embed_dim=32)
+        ctl = ControllerConfig(d_model=32, num_layers=1, num_heads=2, dim_feedforward=64)
+        return DiffMST(DiffMSTConfig(config.sample_rate, enc, ctl))
+    return getattr(DiffMST, config.preset)(config.sample_rate)
+
+
+# ---------------------------------------------------------------- distributed
+
+
+def setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
+    """``(rank, world_size, device)``; joins the process group under ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    if config.device:
+        device = torch.device(config.device)
+    else:
+        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as tensors and numbers (``weights_only``-loadable)."""
+    version, words, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": torch.tensor(words, dtype=torch.int64), "python_version": version,
+             "python_gauss": gauss, "numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": int(pos),
+             "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(cached), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_has_gauss"], state["numpy_gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, model: DiffMST, optimizer: torch.optim.Optimizer, step: int,
+                    config: TrainConfig) -> None:
+    """Atomic write (temp file in the same folder, then ``os.replace``) of
+    ``{config, model, optimizer, step, rng, train_config}``."""
+    ckpt = {"config": model.config_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "step": step, "rng": rng_state(), "train_config": asdict(config)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ---------------------------------------------------------------- data
+
+
+def toy_songs(root: Path, sample_rate: int, seconds: float, seed: int, progress: bool = True) -> Path:
+    """Six short synthetic songs (numpy renderer) in ``root`` unless already there."""
+    from .synth import make_songs
+
+    if not (root / "train").is_dir():
+        make_songs(root, num_songs=6, seconds=max(4.0, 1.5 * seconds), seed=seed, test_songs=1,
+                   sample_rate=sample_rate, renderer="numpy", progress=progress)
+    return root
+
+
+def build_dataset(config: TrainConfig, songs: Sequence, examples: int) -> torch.utils.data.Dataset:
+    if config.method == 1:
+        return Method1Dataset(songs, config.seconds, max_tracks=config.tracks, examples=examples, seed=config.seed)
+    return Method2Dataset(songs, config.seconds, min_tracks=min(4, config.tracks), max_tracks=config.tracks,
+                          references=config.references, examples=examples, seed=config.seed)
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Indices of steps ``start..steps-1`` for one rank: step ``s`` of rank ``r`` takes
+    examples ``(s * world + r) * batch_size + i``: disjoint across ranks, and a pure
+    function of the step (exact resume, any number of workers)."""
+
+    def __init__(self, start: int, steps: int, batch_size: int, rank: int, world: int):
+        self.start, self.steps, self.batch_size, self.rank, self.world = start, steps, batch_size, rank, world
+
+    def __iter__(self):
+        for s in range(self.start, self.steps):
+            first = (s * self.world + self.rank) * self.batch_size
+            yield from range(first, first + self.batch_size)
+
+    def __len__(self) -> int:
+        return (self.steps - self.start) * self.batch_size
+
+
+# ---------------------------------------------------------------- losses
+
+
+class StyleLoss(torch.nn.Module):
+    """The configured training loss; returns ``(loss, {term: float})``."""
+
+    def __init__(self, config: TrainConfig, num_samples: int):
+        super().__init__()
+        self.method, self.kind, self.af_weight = config.method, config.loss, config.af_weight
+        self.af = AudioFeatureLoss(config.sample_rate, target_lufs=config.target_lufs)
+        # FFT sizes longer than the segment cannot be reflect-padded: keep those that fit
+        ffts = tuple(n for n in (512, 2048, 8192) if n // 2 < num_samples)
+        self.mrstft = MRSTFTLoss(config.sample_rate, config.target_lufs, fft_sizes=ffts)
+
+    def forward(self, mix: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        target = batch["target"] if self.method == 1 else batch["reference"]
+        total, terms = mix.new_zeros(()), {}
+        if "mrstft" in self.kind:
+            value = self.mrstft(mix, target)
+            total, terms["mrstft"] = total + value, value.item()
+        if "af" in self.kind:
+            af_terms = self.af.terms(mix, target)
+            value = sum(self.af.weights[k] * v for k, v in af_terms.items())
+            weight = self.af_weight if self.kind == "mrstft+af" else 1.0
+            total, terms["af"] = total + weight * value, value.item()
+            terms.update({f"af_{k}": v.item() for k, v in af_terms.items()})
+        return total, terms
+
+
+# ---------------------------------------------------------------- logging
+
+
+def read_log(path: Path, max_step: Optional[int] = None) -> list[dict]:
+    """Rows of ``log.csv`` as dicts of floats (``step`` as int), up to ``max_step``."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: (int(v) if k == "step" else float(v)) for k, v in r.items() if v != ""}
+                for r in csv.DictReader(f)]
+    return [r for r in rows if max_step is None or r["step"] <= max_step]
+
+
+def write_log(path: Path, history: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def plot_log(path: Path, history: list[dict], title: str) -> None:
+    """``loss.png``: total and per-term losses against the step (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [r["step"] for r in history]
+    for key in ("loss", "mrstft", "af"):
+        if history and key in history[0] and (key == "loss" or len(history[0]) > 4):
+            ax.plot(steps, [r[key] for r in history], label=key, lw=2 if key == "loss" else 1)
+    ax.set(xlabel="step", ylabel="training loss", title=title, yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def prepare_run_dir(config: TrainConfig) -> Path:
+    out = Path(config.out)
+    if (out / "last.pt").exists() and not (config.resume or config.force):
+        raise FileExistsError(f"{out} already holds a run (last.pt); use --resume to continue it "
+                              "or --force to start afresh")
+    if config.resume and not (out / "last.pt").is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {out / 'last.pt'} to continue from")
+    return out
+
+
+def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool = True) -> dict:
+    """Train a :class:`DiffMST`; see :class:`TrainConfig` and the module docstring.
+
+    Args:
+        config: the run settings.
+        songs: :class:`~diffmst_lite.data.Song` s to train on (e.g. in memory); None
+            loads ``config.data``.
+        progress: show a tqdm bar (rank 0 only).
+
+    Returns:
+        ``{"history": [log rows], "checkpoint": path of last.pt, "model": the trained
+        DiffMST (unwrapped), "seconds_per_step": float}``.
+    """
+    from tqdm.auto import tqdm
+
+    rank, world, device = setup_distributed(config)
+    out = prepare_run_dir(config)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    ckpt = None
+    if config.resume:
+        ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        saved = ckpt["train_config"]
+        diff = [f"{k}={getattr(config, k)!r} (checkpoint: {saved[k]!r})" for k in FIXED_ON_RESUME
+                if k in saved and getattr(config, k) != saved[k]]
+        if diff:
+            raise ValueError("--resume with settings that differ from the run's: " + ", ".join(diff))
+
+    # data (rank 0 makes the toy songs; the others wait for it)
+    if songs is None:
+        data = config.data or os.environ.get("MUSDB_PATH")
+        if not data:
+            raise ValueError("no data: pass --data PATH (MUSDB18 root or synthetic tree), --data toy, "
+                             "or set MUSDB_PATH")
+        if data == "toy":
+            data = out / "toy_data"
+            if rank == 0:
+                toy_songs(data, config.sample_rate, config.seconds, config.seed, progress)
+            if world > 1:
+                dist.barrier()
+        elif not Path(data).expanduser().exists():
+            raise FileNotFoundError(f"data path {data} does not exist")
+        songs = load_songs(data, subset="train", split="train", sample_rate=config.sample_rate)
+    dataset = build_dataset(config, songs, examples=config.steps * world * config.batch_size)
+
+    # model, optimiser, state
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start, history = 0, []
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["step"])
+        set_rng_state(ckpt["rng"])
+        history = read_log(out / "log.csv", max_step=start)
+    elif config.force and rank == 0:
+        for old in [*out.glob("step_*.pt"), out / "last.pt", out / "log.csv", out / "loss.png"]:
+            old.unlink(missing_ok=True)
+    net = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    num_samples = round(config.seconds * config.sample_rate / (2 if config.method == 1 else 1))
+    criterion = StyleLoss(config, num_samples).to(device)
+
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, collate_fn=collate_tracks, num_workers=config.num_workers,
+        sampler=StepSampler(0 if config.overfit else start, 1 if config.overfit else config.steps,
+                            config.batch_size, rank, world))
+    if config.overfit:  # the same (first) batch at every step
+        loader = itertools.repeat(next(iter(loader)), config.steps - start)
+    bar = tqdm(total=config.steps, initial=start, disable=not progress or rank != 0, desc="train", unit="step")
+    model.train()
+    t0, step = time.perf_counter(), start
+    last_log, offset = (start, t0), (history[-1]["seconds"] if history else 0.0)
+    for batch in loader:
+        tracks, reference, mask = (batch[k].to(device) for k in ("tracks", "reference", "mask"))
+        if "target" in batch:
+            batch["target"] = batch["target"].to(device)
+        batch["reference"] = reference
+        mix, _, _ = net(tracks, reference, mask)
+        loss, terms = criterion(mix, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss)} at step {step + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        step += 1
+        bar.update(1)
+
+        final = step == config.steps
+        if (config.log_every and step % config.log_every == 0) or final:
+            values = torch.tensor([loss.item(), *terms.values()], dtype=torch.float64)
+            if world > 1:  # log the mean over all ranks
+                dist.all_reduce(values)
+                values /= world
+            now = time.perf_counter()
+            row = {"step": step, "loss": float(values[0]), **dict(zip(terms, values[1:].tolist())),
+                   "seconds": offset + now - t0, "seconds_per_step": (now - last_log[1]) / (step - last_log[0])}
+            last_log = (step, now)
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if rank == 0 and ((config.checkpoint_every and step % config.checkpoint_every == 0) or final):
+            save_checkpoint(out / "last.pt", model, optimizer, step, config)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                save_checkpoint(out / f"step_{step:07d}.pt", model, optimizer, step, config)
+            write_log(out / "log.csv", history)
+            plot_log(out / "loss.png", history, f"Method {config.method}, {config.loss} loss")
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    elapsed = time.perf_counter() - t0
+    return {"history": history, "checkpoint": str(out / "last.pt"), "model": model,
+            "seconds_per_step": elapsed / max(step - start, 1)}
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(p) -> None:
+    """The ``diffmst-lite train`` options (defaults None: :class:`TrainConfig`'s, or on
+    ``--resume`` the run's own)."""
+    p.add_argument("--method", type=int, choices=(1, 2), help="1: random mixes (default), 2: real references")
+    p.add_argument("--loss", choices=LOSSES, help="default: mrstft (Method 1), af (Method 2)")
+    p.add_argument("--tracks", type=int, choices=(8, 16), help="most tracks per example (default 8)")
+    p.add_argument("--data", help="MUSDB18(-HQ) root or synthetic tree, or 'toy' (default $MUSDB_PATH)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, log.csv, loss.png)")
+    p.add_argument("--steps", type=int, help="total optimiser steps (default 1000)")
+    p.add_argument("--batch-size", type=int, help="examples per step per process (default 4)")
+    p.add_argument("--seconds", type=float, help="segment length t; Method 1 uses halves t/2 (default 10)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--sample-rate", type=int, help="Hz (default 22050)")
+    p.add_argument("--preset", choices=("lite", "paper", "tiny"), help="model size (default lite)")
+    p.add_argument("--af-weight", type=float, help="weight of AF in mrstft+af (default 1)")
+    p.add_argument("--init", metavar="CKPT", help="start from these weights (e.g. MRSTFT -> AF fine-tune)")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt (weights, optimiser, RNG)")
+    p.add_argument("--force", action="store_true", help="start afresh in a RUN_DIR that holds a run")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    p.add_argument("--log-every", type=int, help="steps between log rows (default 10)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
+    p.add_argument("--overfit", action="store_true", help="train on one fixed batch (sanity check)")
+    p.add_argument("--references", metavar="DIR", help="Method 2: folder of full mixes used as references")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args) -> TrainConfig:
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) not in (None, False)}
+    base: dict = {}
+    last = Path(args.out) / "last.pt"
+    if args.resume and last.is_file():  # unspecified settings come from the run itself
+        base = torch.load(last, map_location="cpu", weights_only=True)["train_config"]
+        base = {k: v for k, v in base.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+        base.update(init=None, force=False)
+    return TrainConfig(**{**base, **given})
+
+
+def run_from_args(args) -> None:
+    """Handler of ``diffmst-lite train``."""
+    config = config_from_args(args)
+    result = train(config, progress=not args.no_progress)
+    if int(os.environ.get("RANK", 0)) == 0 and result["history"]:
+        row = result["history"][-1]
+        print(f"step {row['step']}: loss {row['loss']:.4f}; {result['seconds_per_step']:.3f} s/step; "
+              f"wrote {result['checkpoint']}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+cmd_train = run_from_args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m diffmst_lite.train ...`` (same options as ``diffmst-lite train``)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="diffmst-lite train", description="Train Diff-MST (DESIGN.md §6).")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        run_from_args(args)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        if os.environ.get("DIFFMST_DEBUG"):
+            raise
+        print(f"diffmst-lite train: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Tests of diffmst_lite.train: the loss falls, resume is exact, checkpoints load with
+weights_only, a used run directory is refused, and DDP replicas stay equal.
+
+Everything runs a tiny model (preset "tiny", 2 tracks, 1 s segments at 8 kHz,
+batch 1) on three short synthetic songs, so the file takes about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffmst_lite.data import Song
+from diffmst_lite.model import DiffMST
+from diffmst_lite.synth import make_songs
+from diffmst_lite.train import TrainConfig, main, read_log, train
+
+SR = 8000
+
+
+@pytest.fixture(scope="session")
+def song_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train_songs")
+    make_songs(root, num_songs=3, seconds=2, seed=0, test_songs=1, sample_rate=SR, renderer="numpy", progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def songs(song_root):
+    return [Song.from_folder(p, SR, cache=True) for p in sorted((song_root / "train").iterdir()) if p.is_dir()]
+
+
+def tiny(out: Path, **kw) -> TrainConfig:
+    settings = dict(out=str(out), seconds=1.0, sample_rate=SR, preset="tiny", batch_size=1, tracks=2, lr=3e-3,
+                    log_every=1, checkpoint_every=0, seed=0)
+    return TrainConfig(**{**settings, **kw})
+
+
+LOSS_COLUMNS = ("step", "loss", "mrstft", "af")
+
+
+def test_loss_falls_on_one_batch(tmp_path, songs):
+    steps = 40  # a few hundred would be nicer, but the shared CPU allows ~40 here
+    result = train(tiny(tmp_path / "run", steps=steps, overfit=True), songs=songs, progress=False)
+    losses = [row["loss"] for row in result["history"]]
+    assert len(losses) == steps and all(map(torch.isfinite, torch.tensor(losses)))
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.6 * first, f"loss fell only from {first:.4f} to {last:.4f} in {steps} steps"
+    log = read_log(tmp_path / "run" / "log.csv")
+    assert [r["step"] for r in log] == list(range(1, steps + 1))
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+
+
+def test_resume_is_bit_exact(tmp_path, songs):
+    n = 2
+    straight = train(tiny(tmp_path / "a", steps=2 * n, loss="mrstft+af", af_weight=0.5), songs=songs,
+                     progress=False)
+    train(tiny(tmp_path / "b", steps=n, loss="mrstft+af", af_weight=0.5), songs=songs, progress=False)
+    with pytest.raises(FileExistsError):  # same dir, no --resume
+        train(tiny(tmp_path / "b", steps=2 * n, loss="mrstft+af", af_weight=0.5), songs=songs, progress=False)
+    with pytest.raises(ValueError, match="af_weight"):  # resume with a different loss weighting
+        train(tiny(tmp_path / "b", steps=2 * n, loss="mrstft+af", resume=True), songs=songs, progress=False)
+    resumed = train(tiny(tmp_path / "b", steps=2 * n, loss="mrstft+af", af_weight=0.5, resume=True), songs=songs,
+                    progress=False)
+    a = torch.load(straight["checkpoint"], weights_only=True)
+    b = torch.load(resumed["checkpoint"], weights_only=True)
+    assert a["step"] == b["step"] == 2 * n
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key, value in a["optimizer"]["state"].items():
+        assert torch.equal(value["exp_avg_sq"], b["optimizer"]["state"][key]["exp_avg_sq"])
+    rows_a = [{k: r[k] for k in LOSS_COLUMNS} for r in read_log(tmp_path / "a" / "log.csv")]
+    rows_b = [{k: r[k] for k in LOSS_COLUMNS} for r in read_log(tmp_path / "b" / "log.csv")]
+    assert rows_a == rows_b and len(rows_a) == 2 * n
+    # training changed the weights at all (the equality above is not vacuous)
+    torch.manual_seed(0)
+    fresh = DiffMST.from_config(a["config"])
+    assert any(not torch.equal(v, a["model"][k]) for k, v in fresh.state_dict().items() if v.is_floating_point())
+
+
+def test_checkpoints_load_weights_only(tmp_path, songs):
+    out = tmp_path / "run"
+    train(tiny(out, steps=2, checkpoint_every=1, method=2, loss="af"), songs=songs, progress=False)
+    assert sorted(p.name for p in out.glob("*.pt")) == ["last.pt", "step_0000001.pt", "step_0000002.pt"]
+    assert not list(out.glob("*.tmp"))
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 2 and ckpt["train_config"]["method"] == 2
+    rng = ckpt["rng"]
+    assert all(isinstance(rng[k], torch.Tensor) for k in ("torch", "numpy", "python"))
+    assert rng["numpy"].numel() == 624 and rng["python"].numel() == 625
+    model = DiffMST.load_checkpoint(str(out / "last.pt"))
+    assert model.config.sample_rate == SR
+    assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
+    assert set(read_log(out / "log.csv")[0]) >= {"step", "loss", "af", "af_rms", "af_bark_spectrum", "seconds"}
+
+
+def test_refuses_a_used_run_dir(tmp_path, song_root, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"an earlier run")
+    args = ["--data", str(song_root), "--out", str(out), "--steps", "1", "--sample-rate", str(SR),
+            "--seconds", "1", "--preset", "tiny", "--batch-size", "1", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err and "--force" in err
+    assert (out / "last.pt").read_bytes() == b"an earlier run"
+    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "new"), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(args[:2] + ["--out", str(tmp_path / "r2"), "--method", "2", "--loss", "mrstft"]) == 2
+    assert "only --loss af" in capsys.readouterr().err
+    assert main(args[:2] + ["--out", str(tmp_path / "r3"), "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import os, sys, torch
+    from diffmst_lite.train import TrainConfig, train
+    torch.set_num_threads(1)
+    data, out = sys.argv[1], sys.argv[2]
+    cfg = TrainConfig(data=data, out=out, seconds=1.0, sample_rate=8000, preset="tiny", batch_size=1, tracks=2,
+                      lr=3e-3, steps=3, log_every=1, checkpoint_every=0, seed=0)
+    result = train(cfg, progress=False)
+    params = {name: p.detach() for name, p in result["model"].named_parameters()}
+    torch.save(params, os.path.join(out, f"params_rank{os.environ['RANK']}.pt"))
+""")
+
+
+def test_ddp_two_processes_stay_in_sync(tmp_path, song_root):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), str(script), str(song_root), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    p0, p1 = (torch.load(out / f"params_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert p0.keys() == p1.keys() and len(p0) > 10
+    for name in p0:
+        assert torch.equal(p0[name], p1[name]), name
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3
+    for name in p0:  # rank 0 wrote the checkpoint of exactly these weights
+        assert torch.equal(ckpt["model"][name], p0[name]), name
+    assert [r["step"] for r in read_log(out / "log.csv")] == [1, 2, 3]
