@@ -241,6 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(run=cmd_evaluate)
 
+    from .train import add_arguments as add_train_arguments  # options live with the loop (+~0.1 s)
+
+    def cmd_train(args: argparse.Namespace) -> None:
+        from .train import run_from_args
+
+        run_from_args(args)
+
+    p = sub.add_parser("train", help="train a model: Method 1/2, MRSTFT/AF loss, one process or torchrun DDP")
+    add_train_arguments(p)
+    p.set_defaults(run=cmd_train)
+
     p = sub.add_parser("features", help="print the audio features (AF loss terms) of a mix as JSON")
     p.add_argument("file", help="audio file (mono is treated as centred stereo)")
     p.add_argument("--out", help="write to this file instead of stdout")
