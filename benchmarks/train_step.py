@@ -17,7 +17,15 @@ Columns (medians over ``--repeats`` timed runs after ``--warmup`` runs):
   parameters, so no network work).
 * ``loss``: MRSTFT forward + backward alone (given a detached mix).
 
-``network + console + loss`` should be close to ``step``. Run::
+Each cell shows the median wall time, the fastest wall time and the median
+process CPU time (summed over threads). On a busy machine wall times are
+meaningless; run with ``--threads 1`` and read the CPU time, which then is what
+one idle core needs.
+
+``network + console + loss`` should be close to ``step``. The four run
+interleaved, so background load on a shared machine hits them alike; the load
+average is printed with the table (the targets assume an otherwise idle CPU).
+Run::
 
     .venv/bin/python benchmarks/train_step.py [--skip-paper] [--repeats 7]
 """
@@ -25,6 +33,7 @@ Columns (medians over ``--repeats`` timed runs after ``--warmup`` runs):
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import time
@@ -36,20 +45,31 @@ from diffmst_lite.losses import MRSTFTLoss
 from diffmst_lite.model import DiffMST
 
 
-def timed(fn: Callable[[], None], warmup: int, repeats: int) -> float:
-    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
+def timed(fns: Dict[str, Callable[[], None]], warmup: int, repeats: int) -> Dict[str, Dict[str, float]]:
+    """Time each ``fn()`` after ``warmup`` untimed rounds.
+
+    The functions run interleaved (round robin), so on a shared machine each
+    column sees the same background load. Returns, per function, the median and
+    the fastest wall time and the median process CPU time (all threads), in s.
+    """
     for _ in range(warmup):
-        fn()
-    times: List[float] = []
+        for fn in fns.values():
+            fn()
+    wall: Dict[str, List[float]] = {k: [] for k in fns}
+    cpu: Dict[str, List[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return {k: {"wall": statistics.median(wall[k]), "fastest": min(wall[k]), "cpu": statistics.median(cpu[k])}
+            for k in fns}
 
 
-def bench(name: str, model: DiffMST, batch: Dict[str, torch.Tensor], warmup: int, repeats: int) -> Dict[str, float]:
-    """Time the step and its shares for one model; returns seconds per column."""
+def bench(name: str, model: DiffMST, batch: Dict[str, torch.Tensor], warmup: int,
+          repeats: int) -> Dict[str, Dict[str, float]]:
+    """Time the step and its shares for one model (see :func:`timed`)."""
     tracks, reference, target = batch["tracks"], batch["reference"], batch["target"]
     loss_fn = MRSTFTLoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -84,11 +104,7 @@ def bench(name: str, model: DiffMST, batch: Dict[str, torch.Tensor], warmup: int
         mix = mix0.clone().requires_grad_()
         loss_fn(mix, target).backward()
 
-    out = {"params": float(model.num_parameters())}
-    out["step"] = timed(step, warmup, repeats)
-    out["network"] = timed(network, warmup, repeats)
-    out["console"] = timed(console, warmup, repeats)
-    out["loss"] = timed(loss_only, warmup, repeats)
+    out = timed({"step": step, "network": network, "console": console, "loss": loss_only}, warmup, repeats)
     print(f"  {name}: done (peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB)",
           flush=True)
     return out
@@ -109,6 +125,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    load0 = os.getloadavg()[0]
     torch.manual_seed(0)
     n = int(round(args.seconds * args.sample_rate))
     levels = torch.logspace(-1.5, -0.5, args.tracks)[None, :, None]
@@ -120,20 +137,30 @@ def main() -> None:
     print(f"batch {args.batch} x {args.tracks} tracks x {args.seconds:g} s at {args.sample_rate} Hz, "
           f"MRSTFT loss, Adam; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
-    results = {}
-    results["lite"] = bench("lite", DiffMST.lite(args.sample_rate), batch, args.warmup, args.repeats)
+    results, params = {}, {}
+    model = DiffMST.lite(args.sample_rate)
+    params["lite"] = model.num_parameters()
+    results["lite"] = bench("lite", model, batch, args.warmup, args.repeats)
     if not args.skip_paper:
-        results["paper"] = bench("paper", DiffMST.paper(args.sample_rate), batch, 1, args.paper_repeats)
+        del model
+        model = DiffMST.paper(args.sample_rate)
+        params["paper"] = model.num_parameters()
+        results["paper"] = bench("paper", model, batch, 1, args.paper_repeats)
 
-    print()
-    print(f"{'model':<7}{'params':>12}{'step s':>10}{'network s':>11}{'console s':>11}{'loss s':>9}{'sum s':>9}")
-    for name, r in results.items():
-        total = r["network"] + r["console"] + r["loss"]
-        print(f"{name:<7}{r['params'] / 1e6:>11.2f}M{r['step']:>10.3f}{r['network']:>11.3f}"
-              f"{r['console']:>11.3f}{r['loss']:>9.3f}{total:>9.3f}")
-    lite = results["lite"]
-    print(f"\nlite targets: step <= 0.5 s: {'ok' if lite['step'] <= 0.5 else 'MISSED'}; "
-          f"network <= 0.2 s: {'ok' if lite['network'] <= 0.2 else 'MISSED'}")
+    print(f"\nseconds: median wall (fastest wall) [median CPU, all threads]; load average "
+          f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end, {os.cpu_count()} CPUs")
+    models = list(results)
+    print(f"{'':<10}" + "".join(f"{m:>30}" for m in models))
+    print(f"{'params':<10}" + "".join(f"{params[m] / 1e6:>29.2f}M" for m in models))
+    for col in ("step", "network", "console", "loss"):
+        cells = [f"{results[m][col]['wall']:.3f} ({results[m][col]['fastest']:.3f}) [{results[m][col]['cpu']:.2f}]"
+                 for m in models]
+        print(f"{col:<10}" + "".join(f"{c:>30}" for c in cells))
+    sums = [sum(results[m][c]["wall"] for c in ("network", "console", "loss")) for m in models]
+    print(f"{'sum':<10}" + "".join(f"{v:>30.3f}" for v in sums))
+    step, net = results["lite"]["step"]["wall"], results["lite"]["network"]["wall"]
+    print(f"\nlite targets (idle 2-core CPU): step <= 0.5 s: {'ok' if step <= 0.5 else 'MISSED'}; "
+          f"network <= 0.2 s: {'ok' if net <= 0.2 else 'MISSED'}")
 
 
 if __name__ == "__main__":
