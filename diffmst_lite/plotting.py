@@ -83,7 +83,8 @@ def static_curve_data(
     if levels_db is None:
         levels_db = np.linspace(-72.0, 6.0, 313)
     level = torch.as_tensor(levels_db, dtype=torch.float64)[None]
-    change = gain_computer(level, *(torch.tensor([float(v)], dtype=torch.float64) for v in (threshold_db, ratio, knee_db)))
+    settings = (torch.tensor([float(v)], dtype=torch.float64) for v in (threshold_db, ratio, knee_db))
+    change = gain_computer(level, *settings)
     return {"input_db": np.asarray(levels_db, float), "output_db": (level + change)[0].numpy() + makeup_db}
 
 
