@@ -24,12 +24,10 @@ under DDP: ``torchrun --nproc_per_node 2 -m diffmst_lite train ...``.
 from __future__ import annotations
 
 import csv
-import itertools
 import dataclasses
-import math
+import itertools
 import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,75 +51,48 @@ FIXED_ON_RESUME = ("method", "loss", "tracks", "seconds", "sample_rate", "batch_
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on (stored in every checkpoint).
+    """Everything a training run depends on (stored in every checkpoint as ``train_config``)."""
 
-    Attributes:
-        method: 1 (self-supervised random mixes) or 2 (real reference of another song).
-        loss: "mrstft", "af" or "mrstft+af" (Method 2: "af" only); None picks
-            "mrstft" for Method 1 and "af" for Method 2.
-        tracks: most tracks per example (8 or 16; MUSDB has 8, the rest are masked).
-        data: MUSDB18(-HQ) root or synthetic tree; "toy" generates a few synthetic
-            songs into ``out/toy_data``; None uses ``$MUSDB_PATH``.
-        out: the run directory.
-        steps: optimiser steps in total (a resumed run continues to this number).
-        batch_size: examples per step and per process.
-        seconds: segment length ``t`` (Method 1: halves of ``t/2``; paper 10 s).
-        lr: AdamW learning rate; weight_decay, grad_clip (max gradient norm, 0 = off).
-        sample_rate: Hz. preset: "lite", "paper" or "tiny" (a test/demo size).
-        af_weight: weight of the AF term in "mrstft+af".
-        target_lufs: loudness of prediction and reference before the loss.
-        init: checkpoint whose weights start the run (e.g. MRSTFT -> AF fine-tune).
-        resume: continue from ``out/last.pt``; force: start afresh in a used ``out``.
-        checkpoint_every, log_every: in steps (0 = only at the end).
-        num_workers: DataLoader workers; overfit: train on the first batch only
-            (a sanity check: the loss must fall); references: folder of mixes (Method 2).
-        device: "cpu", "cuda", ... (None: cuda:LOCAL_RANK if available, else cpu).
-    """
-
-    method: int = 1
-    loss: Optional[str] = None
-    tracks: int = 8
-    data: Optional[str] = None
-    out: str = "runs/diffmst"
-    steps: int = 1000
-    batch_size: int = 4
-    seconds: float = 10.0
-    lr: float = 1e-4
+    method: int = 1  # 1: self-supervised random mixes; 2: real mix of another song as reference
+    loss: Optional[str] = None  # mrstft | af | mrstft+af (Method 2: af only); None: mrstft (1), af (2)
+    tracks: int = 8  # most tracks per example (8 or 16; MUSDB has 8, the rest are masked)
+    data: Optional[str] = None  # MUSDB18(-HQ) root or synthetic tree; "toy": out/toy_data; None: $MUSDB_PATH
+    out: str = "runs/diffmst"  # the run directory
+    steps: int = 1000  # optimiser steps in total (a resumed run continues to this number)
+    batch_size: int = 4  # examples per step and per process
+    seconds: float = 10.0  # segment length t (Method 1: halves of t/2; the paper's 10 s)
+    lr: float = 1e-4  # AdamW
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    sample_rate: int = 22050
-    preset: str = "lite"
-    af_weight: float = 1.0
-    target_lufs: float = -16.0
-    init: Optional[str] = None
-    resume: bool = False
-    force: bool = False
-    checkpoint_every: int = 500
-    log_every: int = 10
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    sample_rate: int = 22050  # Hz; the console scales its frequency ranges with it
+    preset: str = "lite"  # lite | paper | tiny (tests and demos)
+    af_weight: float = 1.0  # weight of the AF term in mrstft+af
+    target_lufs: float = -16.0  # prediction and target/reference loudness before the loss
+    init: Optional[str] = None  # checkpoint whose weights start the run (MRSTFT -> AF fine-tune)
+    resume: bool = False  # continue from out/last.pt (weights, optimiser, step, RNG states)
+    force: bool = False  # start afresh in an out that holds a run
+    checkpoint_every: int = 500  # steps (0: only the final last.pt)
+    log_every: int = 10  # steps between log rows (the final step is always logged)
     seed: int = 0
-    num_workers: int = 0
-    overfit: bool = False
-    references: Optional[str] = None
-    device: Optional[str] = None
+    num_workers: int = 0  # DataLoader workers (batches are the same for any number)
+    overfit: bool = False  # train on the first batch only: a sanity check, the loss must fall
+    references: Optional[str] = None  # Method 2: a folder of full mixes as references
+    device: Optional[str] = None  # None: cuda:LOCAL_RANK if available, else cpu
 
     def __post_init__(self) -> None:
-        if self.method not in (1, 2):
-            raise ValueError(f"method must be 1 or 2, got {self.method}")
         if self.loss is None:
             self.loss = "mrstft" if self.method == 1 else "af"
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.method == 2 and self.loss != "af":
-            raise ValueError("Method 2 compares different songs: only --loss af makes sense")
-        if self.preset not in ("lite", "paper", "tiny"):
-            raise ValueError(f"preset must be lite, paper or tiny, got {self.preset!r}")
-        if self.sample_rate < 8000:
-            raise ValueError(f"sample_rate must be at least 8000 Hz, got {self.sample_rate}")
-        for name in ("steps", "batch_size", "tracks"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.seconds <= 0:
-            raise ValueError(f"seconds must be positive, got {self.seconds}")
+        for ok, message in [
+            (self.method in (1, 2), f"method must be 1 or 2, got {self.method}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}"),
+            (self.method == 1 or self.loss == "af", "Method 2 compares different songs: only --loss af makes sense"),
+            (self.preset in ("lite", "paper", "tiny"), f"preset must be lite, paper or tiny, got {self.preset!r}"),
+            (self.sample_rate >= 8000, f"sample_rate must be at least 8000 Hz, got {self.sample_rate}"),
+            (min(self.steps, self.batch_size, self.tracks) >= 1, "steps, batch_size and tracks must be positive"),
+            (self.seconds > 0, f"seconds must be positive, got {self.seconds}"),
+        ]:
+            if not ok:
+                raise ValueError(message)
 
 
 def build_model(config: TrainConfig) -> DiffMST:
@@ -142,25 +113,16 @@ def build_model(config: TrainConfig) -> DiffMST:
     return getattr(DiffMST, config.preset)(config.sample_rate)
 
 
-# ---------------------------------------------------------------- distributed
-
-
 def setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
     """``(rank, world_size, device)``; joins the process group under ``torchrun``."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-    if config.device:
-        device = torch.device(config.device)
-    else:
-        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(config.device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu"))
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
-
-
-# ---------------------------------------------------------------- checkpoints
 
 
 def rng_state() -> dict[str, Any]:
@@ -190,17 +152,9 @@ def save_checkpoint(path: Path, model: DiffMST, optimizer: torch.optim.Optimizer
     ``{config, model, optimizer, step, rng, train_config}``."""
     ckpt = {"config": model.config_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "step": step, "rng": rng_state(), "train_config": asdict(config)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-# ---------------------------------------------------------------- data
+    tmp = path.with_name(f".{path.name}.tmp")  # same folder: os.replace is atomic
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
 
 
 def toy_songs(root: Path, sample_rate: int, seconds: float, seed: int, progress: bool = True) -> Path:
@@ -233,12 +187,6 @@ class StepSampler(torch.utils.data.Sampler):
             first = (s * self.world + self.rank) * self.batch_size
             yield from range(first, first + self.batch_size)
 
-    def __len__(self) -> int:
-        return (self.steps - self.start) * self.batch_size
-
-
-# ---------------------------------------------------------------- losses
-
 
 class StyleLoss(torch.nn.Module):
     """The configured training loss; returns ``(loss, {term: float})``."""
@@ -266,9 +214,6 @@ class StyleLoss(torch.nn.Module):
         return total, terms
 
 
-# ---------------------------------------------------------------- logging
-
-
 def read_log(path: Path, max_step: Optional[int] = None) -> list[dict]:
     """Rows of ``log.csv`` as dicts of floats (``step`` as int), up to ``max_step``."""
     if not path.is_file():
@@ -290,26 +235,18 @@ def write_log(path: Path, history: list[dict]) -> None:
 
 
 def plot_log(path: Path, history: list[dict], title: str) -> None:
-    """``loss.png``: total and per-term losses against the step (log scale)."""
-    import matplotlib
+    """``loss.png``: the loss (and with two terms, each term) against the step, log scale."""
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [r["step"] for r in history]
-    for key in ("loss", "mrstft", "af"):
-        if history and key in history[0] and (key == "loss" or len(history[0]) > 4):
-            ax.plot(steps, [r[key] for r in history], label=key, lw=2 if key == "loss" else 1)
+    fig = Figure(figsize=(7, 4), layout="tight")
+    ax = fig.add_subplot()
+    keys = ["loss", "mrstft", "af"] if history and {"mrstft", "af"} <= history[0].keys() else ["loss"]
+    for key in keys:
+        ax.plot([r["step"] for r in history], [r[key] for r in history], label=key, lw=2 if key == "loss" else 1)
     ax.set(xlabel="step", ylabel="training loss", title=title, yscale="log")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------- the loop
 
 
 def prepare_run_dir(config: TrainConfig) -> Path:
@@ -323,24 +260,16 @@ def prepare_run_dir(config: TrainConfig) -> Path:
 
 
 def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool = True) -> dict:
-    """Train a :class:`DiffMST`; see :class:`TrainConfig` and the module docstring.
+    """Train a :class:`DiffMST` as ``config`` says, on ``songs`` (:class:`~diffmst_lite.data.Song` s,
+    e.g. in memory; None loads ``config.data``), with a tqdm bar if ``progress`` (rank 0).
 
-    Args:
-        config: the run settings.
-        songs: :class:`~diffmst_lite.data.Song` s to train on (e.g. in memory); None
-            loads ``config.data``.
-        progress: show a tqdm bar (rank 0 only).
-
-    Returns:
-        ``{"history": [log rows], "checkpoint": path of last.pt, "model": the trained
-        DiffMST (unwrapped), "seconds_per_step": float}``.
+    Returns ``{"history": [log rows], "checkpoint": path of last.pt, "model": the trained
+    DiffMST (unwrapped), "seconds_per_step": float}``.
     """
     from tqdm.auto import tqdm
 
     rank, world, device = setup_distributed(config)
     out = prepare_run_dir(config)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     ckpt = None
     if config.resume:
         ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
@@ -359,6 +288,7 @@ def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool 
         if data == "toy":
             data = out / "toy_data"
             if rank == 0:
+                out.mkdir(parents=True, exist_ok=True)
                 toy_songs(data, config.sample_rate, config.seconds, config.seed, progress)
             if world > 1:
                 dist.barrier()
@@ -366,6 +296,8 @@ def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool 
             raise FileNotFoundError(f"data path {data} does not exist")
         songs = load_songs(data, subset="train", split="train", sample_rate=config.sample_rate)
     dataset = build_dataset(config, songs, examples=config.steps * world * config.batch_size)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
 
     # model, optimiser, state
     torch.manual_seed(config.seed)
@@ -443,9 +375,6 @@ def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool 
             "seconds_per_step": elapsed / max(step - start, 1)}
 
 
-# ---------------------------------------------------------------- command line
-
-
 def add_arguments(p) -> None:
     """The ``diffmst-lite train`` options (defaults None: :class:`TrainConfig`'s, or on
     ``--resume`` the run's own)."""
@@ -498,26 +427,3 @@ def run_from_args(args) -> None:
         dist.destroy_process_group()
 
 
-cmd_train = run_from_args
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m diffmst_lite.train ...`` (same options as ``diffmst-lite train``)."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="diffmst-lite train", description="Train Diff-MST (DESIGN.md §6).")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        run_from_args(args)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        if os.environ.get("DIFFMST_DEBUG"):
-            raise
-        print(f"diffmst-lite train: error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

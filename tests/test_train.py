@@ -20,9 +20,19 @@ import torch
 from diffmst_lite.data import Song
 from diffmst_lite.model import DiffMST
 from diffmst_lite.synth import make_songs
-from diffmst_lite.train import TrainConfig, main, read_log, train
+from diffmst_lite.cli import main as cli_main
+from diffmst_lite.train import TrainConfig, read_log, train
 
 SR = 8000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the steps are tiny and the 2 cores are shared (2 threads thrash)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +96,7 @@ def test_resume_is_bit_exact(tmp_path, songs):
     assert any(not torch.equal(v, a["model"][k]) for k, v in fresh.state_dict().items() if v.is_floating_point())
 
 
-def test_checkpoints_load_weights_only(tmp_path, songs):
+def test_checkpoints_load_weights_only(tmp_path, songs, song_root):
     out = tmp_path / "run"
     train(tiny(out, steps=2, checkpoint_every=1, method=2, loss="af"), songs=songs, progress=False)
     assert sorted(p.name for p in out.glob("*.pt")) == ["last.pt", "step_0000001.pt", "step_0000002.pt"]
@@ -100,23 +110,29 @@ def test_checkpoints_load_weights_only(tmp_path, songs):
     assert model.config.sample_rate == SR
     assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
     assert set(read_log(out / "log.csv")[0]) >= {"step", "loss", "af", "af_rms", "af_bark_spectrum", "seconds"}
+    # the command line resumes it: unspecified settings (method 2, tiny, 8 kHz ...) come from the run
+    assert cli_main(["train", "--out", str(out), "--resume", "--steps", "3", "--data", str(song_root),
+                     "--no-progress"]) == 0
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["train_config"]["method"] == 2 and ckpt["train_config"]["sample_rate"] == SR
+    assert [r["step"] for r in read_log(out / "log.csv")] == [1, 2, 3]
 
 
 def test_refuses_a_used_run_dir(tmp_path, song_root, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "last.pt").write_bytes(b"an earlier run")
-    args = ["--data", str(song_root), "--out", str(out), "--steps", "1", "--sample-rate", str(SR),
+    args = ["train", "--data", str(song_root), "--out", str(out), "--steps", "1", "--sample-rate", str(SR),
             "--seconds", "1", "--preset", "tiny", "--batch-size", "1", "--no-progress"]
-    assert main(args) == 2
+    assert cli_main(args) == 2
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err and "--force" in err
     assert (out / "last.pt").read_bytes() == b"an earlier run"
-    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "new"), "--no-progress"]) == 2
-    assert "does not exist" in capsys.readouterr().err
-    assert main(args[:2] + ["--out", str(tmp_path / "r2"), "--method", "2", "--loss", "mrstft"]) == 2
+    assert cli_main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "new")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert cli_main(args[:3] + ["--out", str(tmp_path / "r2"), "--method", "2", "--loss", "mrstft"]) == 2
     assert "only --loss af" in capsys.readouterr().err
-    assert main(args[:2] + ["--out", str(tmp_path / "r3"), "--resume"]) == 2
+    assert cli_main(args[:3] + ["--out", str(tmp_path / "r3"), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 
 
