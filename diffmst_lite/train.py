@@ -75,6 +75,7 @@ class TrainConfig:
     log_every: int = 10  # steps between log rows (the final step is always logged)
     seed: int = 0
     num_workers: int = 0  # DataLoader workers (batches are the same for any number)
+    threads: Optional[int] = None  # torch intra-op threads (None: torch's default); 1 is far faster on a busy CPU
     overfit: bool = False  # train on the first batch only: a sanity check, the loss must fall
     references: Optional[str] = None  # Method 2: a folder of full mixes as references
     device: Optional[str] = None  # None: cuda:LOCAL_RANK if available, else cpu
@@ -270,6 +271,8 @@ def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool 
 
     rank, world, device = setup_distributed(config)
     out = prepare_run_dir(config)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     ckpt = None
     if config.resume:
         ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
@@ -397,6 +400,7 @@ def add_arguments(p) -> None:
     p.add_argument("--log-every", type=int, help="steps between log rows (default 10)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 on a shared CPU)")
     p.add_argument("--overfit", action="store_true", help="train on one fixed batch (sanity check)")
     p.add_argument("--references", metavar="DIR", help="Method 2: folder of full mixes used as references")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")

@@ -57,12 +57,12 @@ LOSS_COLUMNS = ("step", "loss", "mrstft", "af")
 
 
 def test_loss_falls_on_one_batch(tmp_path, songs):
-    steps = 15  # a few hundred would be nicer; the shared 2-core CPU allows ~15 (about 2 s each under load)
+    steps = 100  # ~0.35 s each with one thread
     result = train(tiny(tmp_path / "run", steps=steps, overfit=True), songs=songs, progress=False)
     losses = [row["loss"] for row in result["history"]]
     assert len(losses) == steps and all(map(torch.isfinite, torch.tensor(losses)))
-    first, last = losses[0], sum(losses[-3:]) / 3  # measured: 0.92 -> ~0.23
-    assert last < 0.5 * first, f"loss fell only from {first:.4f} to {last:.4f} in {steps} steps"
+    first, last = losses[0], sum(losses[-5:]) / 5  # measured: 0.92 -> 0.09
+    assert last < 0.2 * first, f"loss fell only from {first:.4f} to {last:.4f} in {steps} steps"
     log = read_log(tmp_path / "run" / "log.csv")
     assert [r["step"] for r in log] == list(range(1, steps + 1))
     assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
