@@ -233,6 +233,25 @@ def compressor(
     Returns:
         ``(batch, channels, samples)``.
     """
+    _, smoothed = compressor_gain(x, sample_rate, threshold_db, ratio, attack_ms, release_ms, knee_db)
+    return x * (smoothed * db_to_amplitude(makeup_db)[:, None]).unsqueeze(1)
+
+
+def compressor_gain(
+    x: torch.Tensor,
+    sample_rate: float,
+    threshold_db: torch.Tensor,
+    ratio: torch.Tensor,
+    attack_ms: torch.Tensor,
+    release_ms: torch.Tensor,
+    knee_db: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The compressor's side chain (see :func:`compressor`), for plots and analysis.
+
+    Returns:
+        ``level_db (batch, samples)``, the detected level, and ``gain (batch, samples)``,
+        the smoothed linear gain (<= 1, without makeup).
+    """
     power = x.square().mean(1) + SILENCE_POWER
     detector = torch.full_like(threshold_db, LEVEL_DETECTOR_MS)
     level_db = 10.0 * torch.log10(avg(power, time_constant_to_coefficient(detector, sample_rate)))
@@ -243,7 +262,7 @@ def compressor(
         time_constant_to_coefficient(attack_ms, sample_rate),
         time_constant_to_coefficient(release_ms, sample_rate),
     )
-    return x * (smoothed * db_to_amplitude(makeup_db)[:, None]).unsqueeze(1)
+    return level_db, smoothed
 
 
 # ----------------------------------------------------------------------- panner

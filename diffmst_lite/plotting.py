@@ -20,17 +20,8 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from torchcomp import avg, compressor_core
-
 from . import params as P
-from .console import (
-    LEVEL_DETECTOR_MS,
-    SILENCE_POWER,
-    biquad_response,
-    gain_computer,
-    pan_gains,
-    time_constant_to_coefficient,
-)
+from .console import biquad_response, compressor_gain, gain_computer, pan_gains
 
 BAND_COLOURS = ("tab:brown", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:blue")
 
@@ -105,11 +96,9 @@ def compressor_gain_data(
     x = torch.as_tensor(_np(audio), dtype=torch.float64)
     x = x.reshape(1, -1, x.shape[-1])
     one = lambda v: torch.tensor([float(v)], dtype=torch.float64)  # noqa: E731
-    power = x.square().mean(1) + SILENCE_POWER
-    level_db = 10 * torch.log10(avg(power, time_constant_to_coefficient(one(LEVEL_DETECTOR_MS), sample_rate)))
-    target = torch.pow(10.0, gain_computer(level_db, one(threshold_db), one(ratio), one(knee_db)) / 20)
-    smoothed = compressor_core(target, one(1.0), time_constant_to_coefficient(one(attack_ms), sample_rate),
-                               time_constant_to_coefficient(one(release_ms), sample_rate))[0]
+    level_db, smoothed = compressor_gain(x, sample_rate, one(threshold_db), one(ratio), one(attack_ms),
+                                         one(release_ms), one(knee_db))
+    smoothed = smoothed[0]
     return {"time_s": np.arange(x.shape[-1]) / sample_rate, "level_db": level_db[0].numpy(),
             "gain_reduction_db": 20 * np.log10(smoothed.numpy()), "gain": smoothed.numpy() * 10 ** (makeup_db / 20)}
 
