@@ -297,7 +297,9 @@ def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool 
                 dist.barrier()
         elif not Path(data).expanduser().exists():
             raise FileNotFoundError(f"data path {data} does not exist")
-        songs = load_songs(data, subset="train", split="train", sample_rate=config.sample_rate)
+        # absolute: musdb mis-joins a relative root with the setup file's path
+        songs = load_songs(Path(data).expanduser().resolve(), subset="train", split="train",
+                           sample_rate=config.sample_rate)
     dataset = build_dataset(config, songs, examples=config.steps * world * config.batch_size)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
