@@ -12,6 +12,10 @@ Prediction and target/reference are loudness-normalised to -16 LUFS inside the
 losses (``target_lufs``). Default sample rate 22050 Hz: half the compute of 44.1 kHz
 and the console scales its frequency ranges with the rate (DESIGN.md §4).
 
+CPU threads: one by default. On a shared 2-core machine, torch's default (2 threads)
+made a lite step 5-10x slower than one thread (oversubscription); raise ``threads``
+only on an idle many-core CPU.
+
 Every step's batch is a pure function of ``(seed, step, rank)`` (the datasets draw each
 example from its own generator), so a resumed run repeats exactly what a straight
 run would have done. A run directory holds ``last.pt`` (always the latest
@@ -75,7 +79,7 @@ class TrainConfig:
     log_every: int = 10  # steps between log rows (the final step is always logged)
     seed: int = 0
     num_workers: int = 0  # DataLoader workers (batches are the same for any number)
-    threads: Optional[int] = None  # torch intra-op threads (None: torch's default); 1 is far faster on a busy CPU
+    threads: int = 1  # torch intra-op threads, set for the process (0: torch's default); see module doc
     overfit: bool = False  # train on the first batch only: a sanity check, the loss must fall
     references: Optional[str] = None  # Method 2: a folder of full mixes as references
     device: Optional[str] = None  # None: cuda:LOCAL_RANK if available, else cpu
@@ -402,7 +406,7 @@ def add_arguments(p) -> None:
     p.add_argument("--log-every", type=int, help="steps between log rows (default 10)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 on a shared CPU)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default 1; 0: torch's default)")
     p.add_argument("--overfit", action="store_true", help="train on one fixed batch (sanity check)")
     p.add_argument("--references", metavar="DIR", help="Method 2: folder of full mixes used as references")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -410,8 +414,8 @@ def add_arguments(p) -> None:
 
 
 def config_from_args(args) -> TrainConfig:
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) not in (None, False)}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)  # flags: only if set
+             if getattr(args, f.name, None) is not None and getattr(args, f.name) is not False}
     base: dict = {}
     last = Path(args.out) / "last.pt"
     if args.resume and last.is_file():  # unspecified settings come from the run itself
