@@ -7,13 +7,16 @@ and a linear layer give one ``embed_dim`` vector per signal. The model uses two
 instances of this module, one for tracks and one for the reference, that share
 no weights.
 
-The CNN is a stack of blocks; each block is ``convs_per_block`` 3x3 convolutions
-(the first one strided by ``strides[i]``), each followed by a normalisation and a
-ReLU, then an optional average pooling by ``pools[i]``. Strides and pools are
-given as ``(freq, time)``. Two presets cover both ends:
+The compressed spectrogram is first averaged over groups of ``freq_pool``
+adjacent bins (a fixed band-averaging, like a coarse filterbank). The CNN is a
+stack of blocks; each block is ``convs_per_block`` 3x3 convolutions (the first
+one strided by ``strides[i]``), each followed by a normalisation and a ReLU,
+then an optional average pooling by ``pools[i]``. Strides and pools are given as
+``(freq, time)``. Two presets cover both ends:
 
-* ``EncoderConfig.lite()``: strided convolutions that shrink the frequency axis
-  early (1025 bins -> 257 after the first block), ~1 M parameters, fast on a CPU.
+* ``EncoderConfig.lite()``: 4-bin band averaging (1025 bins -> 257), then five
+  stride-2 blocks of 16 ... 256 channels and one more 256-channel block;
+  ~1 M parameters, fast on a CPU.
 * ``EncoderConfig.paper()``: the paper's wide encoder, shaped like the PANNs
   CNN14 used by the official Diff-MST code (6 blocks of two 3x3 convolutions,
   64 ... 2048 channels, average pooling, mean over frequency, mean + max over
@@ -50,6 +53,8 @@ class EncoderConfig:
         compression: ``"power"`` for ``|X|**power`` or ``"log1p"`` for
             ``log(1 + |X|)``.
         power: exponent of the power-law compression.
+        freq_pool: average groups of this many adjacent frequency bins before
+            the CNN (1 = full resolution).
         channels: output channels of each CNN block.
         strides: ``(freq, time)`` stride of the first convolution of each block.
         pools: ``(freq, time)`` average-pooling size after each block
@@ -67,8 +72,9 @@ class EncoderConfig:
     hop_length: int = 512
     compression: str = "power"
     power: float = 0.3
+    freq_pool: int = 4
     channels: Tuple[int, ...] = (16, 32, 64, 128, 256, 256)
-    strides: Tuple[Pair, ...] = ((4, 2), (4, 2), (2, 2), (2, 2), (2, 2), (1, 1))
+    strides: Tuple[Pair, ...] = ((2, 2),) * 5 + ((1, 1),)
     pools: Tuple[Pair, ...] = ((1, 1),) * 6
     convs_per_block: int = 1
     norm: str = "batch"
@@ -83,6 +89,8 @@ class EncoderConfig:
         n = len(self.channels)
         if len(self.strides) != n or len(self.pools) != n:
             raise ValueError("channels, strides and pools need one entry per block")
+        if self.freq_pool < 1:
+            raise ValueError(f"freq_pool must be >= 1, got {self.freq_pool}")
         if self.compression not in ("power", "log1p"):
             raise ValueError(f"compression must be 'power' or 'log1p', got {self.compression!r}")
         if self.norm not in ("batch", "group", "none"):
@@ -104,6 +112,7 @@ class EncoderConfig:
         over frequency, mean + max over time, linear 2048 -> ``embed_dim``.
         """
         return cls(
+            freq_pool=1,
             channels=(64, 128, 256, 512, 1024, 2048),
             strides=((1, 1),) * 6,
             pools=((2, 2), (4, 4), (4, 2), (4, 2), (4, 2), (2, 2)),
@@ -154,7 +163,8 @@ class SpectrogramEncoder(nn.Module):
     """Mono waveform ``(B, N)`` -> embedding ``(B, D)`` (the Diff-MST encoder).
 
     Steps: STFT (Hann ``n_fft``, hop ``hop_length``, centred, zero padded) ->
-    compressed magnitude ``(B, 1, n_fft//2+1, frames)`` -> CNN blocks -> mean
+    compressed magnitude ``(B, 1, n_fft//2+1, frames)`` -> average over
+    ``freq_pool`` adjacent bins -> CNN blocks -> mean
     over frequency -> mean (or mean + max) over frames -> linear -> ``(B, D)``.
     Input is float audio in [-1, 1] at any sample rate (the encoder does not
     need it); any length ``N >= 1`` works.
@@ -190,7 +200,10 @@ class SpectrogramEncoder(nn.Module):
         """Embed mono signals ``x (B, N)`` -> ``(B, embed_dim)``."""
         if x.dim() != 2:
             raise ValueError(f"SpectrogramEncoder expects mono audio (B, N), got {tuple(x.shape)}")
-        h = self.blocks(self.spectrogram(x))  # (B, C, F', T')
+        S = self.spectrogram(x)  # (B, 1, n_fft//2 + 1, frames)
+        if self.config.freq_pool > 1:
+            S = F.avg_pool2d(S, (self.config.freq_pool, 1), ceil_mode=True)
+        h = self.blocks(S)  # (B, C, F', T')
         h = h.mean(dim=2)  # mean over frequency -> (B, C, T')
         if self.config.time_pool == "mean+max":
             h = h.mean(dim=-1) + h.amax(dim=-1)
