@@ -53,10 +53,16 @@ class DiffMSTConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "DiffMSTConfig":
-        """Inverse of ``dataclasses.asdict`` (lists from JSON are accepted)."""
+        """Inverse of ``dataclasses.asdict`` (lists from JSON are accepted).
+
+        A field that a config predates is filled with the value that reproduces
+        the old behaviour, not with today's default: ``encoder.freq_pool``
+        (added later) defaults to 1 (no band averaging) here.
+        """
+        encoder = {"freq_pool": 1, **d["encoder"]}
         return cls(
             sample_rate=int(d["sample_rate"]),
-            encoder=EncoderConfig(**d["encoder"]),
+            encoder=EncoderConfig(**encoder),
             controller=ControllerConfig(**d["controller"]),
         )
 

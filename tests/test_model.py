@@ -255,6 +255,13 @@ def test_checkpoint_roundtrip(model: DiffMST, tmp_path) -> None:
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+def test_old_config_without_freq_pool_loads_as_before() -> None:
+    """Checkpoints written before ``freq_pool`` existed had no band averaging."""
+    d = dataclasses.asdict(DiffMSTConfig(SR))
+    del d["encoder"]["freq_pool"]
+    assert DiffMSTConfig.from_dict(d).encoder.freq_pool == 1
+
+
 def test_config_mismatch_raises() -> None:
     cfg = DiffMSTConfig(SR)
     cfg.controller = dataclasses.replace(cfg.controller, num_track_params=3)
