@@ -17,16 +17,25 @@ tensors with ``requires_grad=True``), mapped to physical units by
 
 Columns:
 
-* ``fwd``: forward only, with autograd recording (the parameters require grad),
-  i.e. the forward half of a training step.
+* ``fwd``: the time until the mix is ready, inside the fwd+bwd call; autograd is
+  recording (the parameters require grad), i.e. the forward half of a training step.
 * ``fwd+bwd``: forward, ``loss = mix.square().mean()``, ``loss.backward()`` to
   the parameters.
-* times are medians over the timed repeats; ours and the reference are timed
-  interleaved in one process (ref, ours, ours, ref, ...), so load from other
-  processes on the machine hits both alike. ``ratio`` = ref time / our time.
+* times are medians over the timed repeats; each repeat runs ref and ours back to
+  back in one process, alternating which goes first, so load from other processes
+  hits both alike. ``ratio`` = ref time / our time; ``n`` = repeats (slow sizes
+  stop at ``--budget`` seconds; the headline always gets 3).
 * ``peak MB``: increase of the peak resident set size (``ru_maxrss``) over one
   fwd+bwd call, each implementation in its own fresh subprocess (after a tiny
   warm-up call that loads FFT plans and JIT-compiles numba kernels).
+* ``fwd+bwd CPU-time ratio``: the same ratio from user+system CPU time (all threads).
+
+Threads: torchcomp's numba kernels start numba's OpenMP layer on first use, which
+sets OpenMP's thread count (shared with PyTorch) to ``NUMBA_NUM_THREADS`` (1, set
+by diffmst_lite); the workers restore the requested count after their warm-up, so
+``--threads`` (default: PyTorch's default) holds for both chains. On a machine that
+other busy processes share, OpenMP's spinning wait policy can slow many-small-op
+code by 10x or more; ``--threads 1`` or ``--passive-omp`` avoid that.
 
 The parameters are drawn with :class:`diffmst_lite.params.RandomParamConfig`
 (plausible mixes, pan within +-0.8, every EQ frequency inside the console's
@@ -35,9 +44,10 @@ the run checks that both implementations give finite mixes and gradients.
 
 Run::
 
-    .venv/bin/python benchmarks/console.py --quick        # smallest + headline, ~2-3 min
-    .venv/bin/python benchmarks/console.py                # full grid (16 sizes), ~10-15 min
+    .venv/bin/python benchmarks/console.py --quick        # smallest + headline, ~75 s quiet, 3-4 min busy
+    .venv/bin/python benchmarks/console.py                # full grid (16 sizes), ~11 min quiet, ~16-20 busy
     .venv/bin/python benchmarks/console.py --repeats 7 --threads 1
+    .venv/bin/python benchmarks/console.py --profile ours # where our time and memory go (headline size)
 """
 
 from __future__ import annotations
@@ -264,16 +274,23 @@ def mem_available_mb() -> float:
     return float("inf")
 
 
+CONSOLE_FILES = ("diffmst_lite/console.py", "diffmst_lite/params.py", "diffmst_lite/__init__.py")
+
+
 def code_version() -> str:
-    """git commit of the tree, and whether the console (or its parameter table) differs from it."""
+    """The last commit that touched the console (console.py, params.py, the package's
+    __init__.py, which sets NUMBA_NUM_THREADS), and whether the tree differs from it."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout.strip()
+
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "diffmst_lite/console.py", "diffmst_lite/params.py"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
+        commit = git("log", "-1", "--format=%h", "--", *CONSOLE_FILES)
+        dirty = git("status", "--porcelain", "--", *CONSOLE_FILES)
     except OSError:
         return "unknown"
-    return f"{head or 'unknown'}{' + uncommitted console changes' if dirty else ''}"
+    return f"console at {commit or 'unknown'}{' + uncommitted changes' if dirty else ''}"
 
 
 def load_average() -> str:
@@ -501,7 +518,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help=f"only {config_name(SMALLEST)} and the headline {config_name(HEADLINE)}")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per size (fewer for slow sizes, see --budget)")
-    ap.add_argument("--budget", type=float, default=60.0,
+    ap.add_argument("--budget", type=float, default=45.0,
                     help="seconds of timed runs per size; slow sizes stop repeating once over it "
                          f"(>= 1 repeat; the headline always gets {HEADLINE_MIN_REPEATS})")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
@@ -563,7 +580,7 @@ def main() -> None:
               f"ours {row['ours_peak_mb']:.0f}  [{time.perf_counter() - t0:.0f} s, load {load_average()}]", flush=True)
     print(f"total {time.perf_counter() - t0:.0f} s; load average at the end {load_average()}")
     if code_version() != version:
-        print(f"WARNING: the code changed during the run ({version} -> {code_version()}); rows mix versions")
+        print(f"WARNING: the console changed during the run ({version} -> {code_version()}); rows mix versions")
     print()
     print(table(rows))
     print()
