@@ -23,7 +23,7 @@ import math
 
 import torch
 import torch.nn as nn
-from torchcomp import compressor_core
+from torchcomp import compressor_core as _torchcomp_core
 
 from . import params as P
 
@@ -199,6 +199,26 @@ def parametric_eq(
 
 
 # ------------------------------------------------------------------- compressor
+
+_numba_started = False
+
+
+def compressor_core(x: torch.Tensor, zi: torch.Tensor, at: torch.Tensor, rt: torch.Tensor) -> torch.Tensor:
+    """torchcomp's attack/release recursion, keeping PyTorch's thread count.
+
+    numba's first parallel launch starts its OpenMP layer, which resets the thread
+    count that PyTorch shares to ``NUMBA_NUM_THREADS`` (1, see ``__init__``): every
+    later PyTorch op in the process would run on one core. Restore it once.
+    """
+    global _numba_started
+    if _numba_started:
+        return _torchcomp_core(x, zi, at, rt)
+    threads = torch.get_num_threads()
+    y = _torchcomp_core(x, zi, at, rt)
+    torch.set_num_threads(threads)
+    _numba_started = True
+    return y
+
 
 
 def time_constant_to_coefficient(ms: torch.Tensor, sample_rate: float) -> torch.Tensor:

@@ -177,3 +177,21 @@ def test_random_params_respect_the_config_and_are_reproducible():
     assert physical[..., P.GAIN].min() >= -12.0 - 1e-4 and physical[..., P.GAIN].max() <= 6.0 + 1e-4
     full = P.random_track_params(64, 8, SR, config=P.RandomParamConfig.full_range())
     assert full.min() < 0.05 and full.max() > 0.95
+
+
+def test_compressor_keeps_pytorch_thread_count():
+    """numba's first parallel launch must not leave PyTorch on one thread (run in a fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from diffmst_lite.console import compressor\n"
+        "torch.set_num_threads(2)\n"
+        "x = torch.randn(16, 1, 44100)\n"
+        "(x @ x.transpose(1, 2)).sum()\n"  # PyTorch starts OpenMP first, as in real use
+        "p = torch.ones(16)\n"
+        "compressor(x, 44100, -20 * p, 4 * p, 5 * p, 50 * p, 6 * p, 0 * p)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "2"
