@@ -203,18 +203,23 @@ class DiffMST(nn.Module):
 
     def forward(
         self, tracks: torch.Tensor, reference: torch.Tensor, mask: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        render: bool = True,
+    ) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
         """Mix ``tracks`` in the style of ``reference``.
 
         Args:
             tracks: ``(B, T, N)`` mono tracks, float in [-1, 1].
             reference: ``(B, 2, N_ref)`` stereo reference mix.
             mask: ``(B, T)`` bool, True for a real track; None means all real.
+            render: False skips the console (``mix`` is None): for losses on the
+                parameters alone.
 
         Returns:
             ``mix (B, 2, N)``, ``track_params (B, T, P)``, ``master_params (B, Pm)``.
         """
         track_params, master_params = self.predict_params(tracks, reference, mask)
+        if not render:
+            return None, track_params, master_params
         mix = self.console(tracks, track_params, master_params, mask=mask)
         return mix, track_params, master_params
 

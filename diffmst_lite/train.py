@@ -7,6 +7,11 @@ nanoGPT style: a :class:`TrainConfig` dataclass and one readable loop in :func:`
   the loss compares the prediction with the real mix B (MRSTFT, AF or both).
 - Method 2: tracks of song A, the real mix of another song as reference; AF loss
   between prediction and reference (the contents differ, so no MRSTFT).
+- ``param`` loss (beyond the paper, Method 1 only): Method 1 knows the console
+  settings that made its reference, so the network can regress them directly (MSE
+  in [0, 1], padded tracks left out), with no console in the step. A cheap warm-up
+  before fine-tuning with an audio loss (``--init``); settings the audio cannot
+  reveal (an EQ band's frequency at 0 dB gain) are pulled to their mean.
 
 Prediction and target/reference are loudness-normalised to -16 LUFS inside the
 losses (``target_lufs``). Default sample rate 22050 Hz: half the compute of 44.1 kHz
@@ -47,7 +52,7 @@ from .encoder import EncoderConfig
 from .losses import AudioFeatureLoss, MRSTFTLoss
 from .model import DiffMST, DiffMSTConfig
 
-LOSSES = ("mrstft", "af", "mrstft+af")
+LOSSES = ("mrstft", "af", "mrstft+af", "param")
 # settings a resumed run must share with the checkpoint (steps, logging, workers may change)
 FIXED_ON_RESUME = ("method", "loss", "tracks", "seconds", "sample_rate", "batch_size", "preset", "seed",
                    "af_weight", "lr", "target_lufs")
@@ -58,7 +63,7 @@ class TrainConfig:
     """Everything a training run depends on (stored in every checkpoint as ``train_config``)."""
 
     method: int = 1  # 1: self-supervised random mixes; 2: real mix of another song as reference
-    loss: Optional[str] = None  # mrstft | af | mrstft+af (Method 2: af only); None: mrstft (1), af (2)
+    loss: Optional[str] = None  # mrstft | af | mrstft+af | param (Method 2: af only); None: mrstft (1), af (2)
     tracks: int = 8  # most tracks per example (8 or 16; MUSDB has 8, the rest are masked)
     data: Optional[str] = None  # MUSDB18(-HQ) root or synthetic tree; "toy": out/toy_data; None: $MUSDB_PATH
     out: str = "runs/diffmst"  # the run directory
@@ -204,7 +209,13 @@ class StyleLoss(torch.nn.Module):
         ffts = tuple(n for n in (512, 2048, 8192) if n // 2 < num_samples)
         self.mrstft = MRSTFTLoss(config.sample_rate, config.target_lufs, fft_sizes=ffts)
 
-    def forward(self, mix: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, mix: Optional[torch.Tensor], batch: dict, track_params: Optional[torch.Tensor] = None,
+                master_params: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of a predicted ``mix (B, 2, N)`` (or, for ``param``, of the predicted
+        ``track_params (B, T, P)`` / ``master_params (B, Pm)``) against ``batch``."""
+        if self.kind == "param":
+            value = parameter_loss(track_params, master_params, batch)
+            return value, {"param": value.item()}
         target = batch["target"] if self.method == 1 else batch["reference"]
         total, terms = mix.new_zeros(()), {}
         if "mrstft" in self.kind:
@@ -217,6 +228,19 @@ class StyleLoss(torch.nn.Module):
             total, terms["af"] = total + weight * value, value.item()
             terms.update({f"af_{k}": v.item() for k, v in af_terms.items()})
         return total, terms
+
+
+def parameter_loss(track_params: torch.Tensor, master_params: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Mean squared error of predicted and true settings in [0, 1] (real tracks only).
+
+    ``track_params (B, T, P)`` and ``master_params (B, Pm)`` against ``batch``'s
+    ``track_params``, ``master_params`` and ``mask (B, T)``; tracks and master count
+    alike (the mean of the two means).
+    """
+    mask = batch["mask"].unsqueeze(-1).to(track_params.dtype)
+    track_error = ((track_params - batch["track_params"]).square() * mask).sum()
+    track_error = track_error / (mask.sum() * track_params.shape[-1]).clamp_min(1.0)
+    return 0.5 * (track_error + (master_params - batch["master_params"]).square().mean())
 
 
 def read_log(path: Path, max_step: Optional[int] = None) -> list[dict]:
@@ -343,11 +367,12 @@ def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool 
     last_log, offset = (start, t0), (history[-1]["seconds"] if history else 0.0)
     for batch in loader:
         tracks, reference, mask = (batch[k].to(device) for k in ("tracks", "reference", "mask"))
-        if "target" in batch:
-            batch["target"] = batch["target"].to(device)
-        batch["reference"] = reference
-        mix, _, _ = net(tracks, reference, mask)
-        loss, terms = criterion(mix, batch)
+        for key in ("target", "track_params", "master_params"):
+            if key in batch:
+                batch[key] = batch[key].to(device)
+        batch["reference"], batch["mask"] = reference, mask
+        mix, track_params, master_params = net(tracks, reference, mask, render=config.loss != "param")
+        loss, terms = criterion(mix, batch, track_params, master_params)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
@@ -388,7 +413,8 @@ def add_arguments(p) -> None:
     """The ``diffmst-lite train`` options (defaults None: :class:`TrainConfig`'s, or on
     ``--resume`` the run's own)."""
     p.add_argument("--method", type=int, choices=(1, 2), help="1: random mixes (default), 2: real references")
-    p.add_argument("--loss", choices=LOSSES, help="default: mrstft (Method 1), af (Method 2)")
+    p.add_argument("--loss", choices=LOSSES, help="default: mrstft (Method 1), af (Method 2); "
+                   "param: regress Method 1's known settings (a warm-up, beyond the paper)")
     p.add_argument("--tracks", type=int, choices=(8, 16), help="most tracks per example (default 8)")
     p.add_argument("--data", help="MUSDB18(-HQ) root or synthetic tree, or 'toy' (default $MUSDB_PATH)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, log.csv, loss.png)")

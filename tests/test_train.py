@@ -21,7 +21,7 @@ from diffmst_lite.data import Song
 from diffmst_lite.model import DiffMST
 from diffmst_lite.synth import make_songs
 from diffmst_lite.cli import main as cli_main
-from diffmst_lite.train import TrainConfig, read_log, train
+from diffmst_lite.train import TrainConfig, parameter_loss, read_log, train
 
 SR = 8000
 
@@ -66,6 +66,28 @@ def test_loss_falls_on_one_batch(tmp_path, songs):
     log = read_log(tmp_path / "run" / "log.csv")
     assert [r["step"] for r in log] == list(range(1, steps + 1))
     assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+
+
+def test_parameter_loss_counts_real_tracks_only():
+    true = torch.rand(2, 3, 26)
+    batch = {"track_params": true, "master_params": torch.full((2, 26), 0.5),
+             "mask": torch.tensor([[True, True, False], [True, False, False]])}
+    predicted = true.clone()
+    predicted[0, 2] += 0.9  # a padded track: wrong values must not count
+    assert parameter_loss(predicted, batch["master_params"], batch) == 0.0
+    predicted[1, 0] += 0.2  # one real track off by 0.2 in every parameter: 3 real tracks in all
+    expected = 0.5 * (0.2 ** 2 / 3)
+    assert parameter_loss(predicted, batch["master_params"], batch).item() == pytest.approx(expected, rel=1e-4)
+    master = batch["master_params"] + 0.1
+    assert parameter_loss(true, master, batch).item() == pytest.approx(0.5 * 0.01, rel=1e-4)
+
+
+def test_parameter_loss_trains_without_the_console(tmp_path, songs):
+    with pytest.raises(ValueError, match="Method 2"):
+        TrainConfig(method=2, loss="param")
+    result = train(tiny(tmp_path / "run", steps=60, loss="param", overfit=True), songs=songs, progress=False)
+    losses = [row["param"] for row in result["history"]]
+    assert losses[-1] < 0.5 * losses[0], f"param loss fell only from {losses[0]:.4f} to {losses[-1]:.4f}"
 
 
 def test_resume_is_bit_exact(tmp_path, songs):
