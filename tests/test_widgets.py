@@ -151,3 +151,36 @@ def _numbers(obj):
             yield from _numbers(value)
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
         yield float(obj)
+
+
+# ------------------------------------------------------------ book diagrams
+class _FakeDistribution:
+    def __init__(self, direct_url, project_urls):
+        self.direct_url = direct_url
+        self.metadata = type("Metadata", (), {"get_all": lambda _, key: project_urls})()
+
+    def read_text(self, name):
+        return self.direct_url if name == "direct_url.json" else None
+
+
+def test_diagrams_exist_and_urls_follow_the_install(monkeypatch):
+    import importlib.metadata
+    import json
+
+    from diffmst_lite import notebook
+
+    for name in notebook.DIAGRAMS:  # every diagram a notebook may ask for is in the repository
+        assert (notebook.FIGURES_DIR / f"{name}.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="unknown diagram 'mixer'"):
+        notebook.diagram("mixer")
+    # pip install "diffmst-lite @ git+https://github.com/me/fork@dev" (Colab): that commit of that fork
+    direct = json.dumps({"url": "https://github.com/me/fork.git",
+                         "vcs_info": {"vcs": "git", "requested_revision": "dev", "commit_id": "abc123"}})
+    fake = _FakeDistribution(direct, ["Repository, https://github.com/diffmst-lite/diffmst-lite"])
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: fake)
+    assert notebook.diagram_url("method1_data") == \
+        "https://raw.githubusercontent.com/me/fork/abc123/assets/figures/method1_data.png"
+    # an install from a wheel or a folder: the project URL of the metadata, branch main
+    fake.direct_url = json.dumps({"url": "file:///tmp/x", "dir_info": {}})
+    assert notebook.diagram_url("method1_data") == \
+        "https://raw.githubusercontent.com/diffmst-lite/diffmst-lite/main/assets/figures/method1_data.png"
