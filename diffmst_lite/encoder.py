@@ -15,8 +15,10 @@ then an optional average pooling by ``pools[i]``. Strides and pools are given as
 ``(freq, time)``. Two presets cover both ends:
 
 * ``EncoderConfig.lite()``: 4-bin band averaging (1025 bins -> 257), then five
-  stride-2 blocks of 16 ... 256 channels and one more 256-channel block;
-  ~1 M parameters, fast on a CPU.
+  stride-2 blocks of 16 ... 256 channels and one more 256-channel block; the 9
+  remaining frequency rows are kept apart (flattened, ``freq_reduce="flatten"``),
+  so the embedding knows *where* in the spectrum energy sits, which the EQ and
+  the Bark-spectrum term depend on; ~1.3 M parameters, fast on a CPU.
 * ``EncoderConfig.paper()``: the paper's wide encoder, shaped like the PANNs
   CNN14 used by the official Diff-MST code (6 blocks of two 3x3 convolutions,
   64 ... 2048 channels, average pooling, mean over frequency, mean + max over
@@ -63,8 +65,10 @@ class EncoderConfig:
         norm: ``"batch"`` (BatchNorm2d, as the official code), ``"group"``
             (GroupNorm with 8 groups; per example, but it removes the absolute
             level of the input) or ``"none"``.
+        freq_reduce: ``"mean"`` over the CNN's frequency rows (PANNs style) or
+            ``"flatten"`` (keep each row: channels x rows features).
         time_pool: ``"mean"`` or ``"mean+max"`` (PANNs style) over frames, after
-            the mean over frequency.
+            the frequency reduction.
         embed_dim: size ``D`` of the output embedding.
     """
 
@@ -78,6 +82,7 @@ class EncoderConfig:
     pools: Tuple[Pair, ...] = ((1, 1),) * 6
     convs_per_block: int = 1
     norm: str = "batch"
+    freq_reduce: str = "mean"
     time_pool: str = "mean"
     embed_dim: int = 128
 
@@ -95,13 +100,15 @@ class EncoderConfig:
             raise ValueError(f"compression must be 'power' or 'log1p', got {self.compression!r}")
         if self.norm not in ("batch", "group", "none"):
             raise ValueError(f"norm must be 'batch', 'group' or 'none', got {self.norm!r}")
+        if self.freq_reduce not in ("mean", "flatten"):
+            raise ValueError(f"freq_reduce must be 'mean' or 'flatten', got {self.freq_reduce!r}")
         if self.time_pool not in ("mean", "mean+max"):
             raise ValueError(f"time_pool must be 'mean' or 'mean+max', got {self.time_pool!r}")
 
     @classmethod
     def lite(cls, embed_dim: int = 128) -> "EncoderConfig":
-        """Small, fast encoder (~1.0 M parameters at ``embed_dim=128``)."""
-        return cls(embed_dim=embed_dim)
+        """Small, fast encoder (~1.3 M parameters at ``embed_dim=128``)."""
+        return cls(embed_dim=embed_dim, freq_reduce="flatten")
 
     @classmethod
     def paper(cls, embed_dim: int = 512) -> "EncoderConfig":
@@ -164,8 +171,8 @@ class SpectrogramEncoder(nn.Module):
 
     Steps: STFT (Hann ``n_fft``, hop ``hop_length``, centred, zero padded) ->
     compressed magnitude ``(B, 1, n_fft//2+1, frames)`` -> average over
-    ``freq_pool`` adjacent bins -> CNN blocks -> mean
-    over frequency -> mean (or mean + max) over frames -> linear -> ``(B, D)``.
+    ``freq_pool`` adjacent bins -> CNN blocks -> mean over (or flattening of)
+    frequency -> mean (or mean + max) over frames -> linear -> ``(B, D)``.
     Input is float audio in [-1, 1] at any sample rate (the encoder does not
     need it); any length ``N >= 1`` works.
     """
@@ -180,7 +187,16 @@ class SpectrogramEncoder(nn.Module):
             blocks.append(ConvBlock(c_in, c_out, stride, pool, config.convs_per_block, config.norm))
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)
-        self.proj = nn.Linear(c_in, config.embed_dim)
+        rows = self.output_rows() if config.freq_reduce == "flatten" else 1
+        self.proj = nn.Linear(c_in * rows, config.embed_dim)
+
+    def output_rows(self) -> int:
+        """Frequency rows ``F'`` the CNN leaves of the ``n_fft//2 + 1`` bins."""
+        c = self.config
+        rows = -(-(c.n_fft // 2 + 1) // c.freq_pool)
+        for stride, pool in zip(c.strides, c.pools):
+            rows = -(-(-(-rows // stride[0])) // pool[0])  # ceil(ceil(F / stride) / pool)
+        return rows
 
     def spectrogram(self, x: torch.Tensor) -> torch.Tensor:
         """Compressed magnitude spectrogram ``(B, 1, n_fft//2 + 1, frames)``.
@@ -204,7 +220,7 @@ class SpectrogramEncoder(nn.Module):
         if self.config.freq_pool > 1:
             S = F.avg_pool2d(S, (self.config.freq_pool, 1), ceil_mode=True)
         h = self.blocks(S)  # (B, C, F', T')
-        h = h.mean(dim=2)  # mean over frequency -> (B, C, T')
+        h = h.flatten(1, 2) if self.config.freq_reduce == "flatten" else h.mean(dim=2)  # (B, C or C*F', T')
         if self.config.time_pool == "mean+max":
             h = h.mean(dim=-1) + h.amax(dim=-1)
         else:

@@ -57,9 +57,10 @@ class DiffMSTConfig:
 
         A field that a config predates is filled with the value that reproduces
         the old behaviour, not with today's default: ``encoder.freq_pool``
-        (added later) defaults to 1 (no band averaging) here.
+        (added later) defaults to 1 (no band averaging) and ``encoder.freq_reduce``
+        to ``"mean"`` here.
         """
-        encoder = {"freq_pool": 1, **d["encoder"]}
+        encoder = {"freq_pool": 1, "freq_reduce": "mean", **d["encoder"]}
         return cls(
             sample_rate=int(d["sample_rate"]),
             encoder=EncoderConfig(**encoder),

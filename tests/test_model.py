@@ -256,10 +256,25 @@ def test_checkpoint_roundtrip(model: DiffMST, tmp_path) -> None:
 
 
 def test_old_config_without_freq_pool_loads_as_before() -> None:
-    """Checkpoints written before ``freq_pool`` existed had no band averaging."""
+    """Checkpoints written before ``freq_pool`` / ``freq_reduce`` existed: no band
+    averaging, mean over frequency."""
     d = dataclasses.asdict(DiffMSTConfig(SR))
-    del d["encoder"]["freq_pool"]
-    assert DiffMSTConfig.from_dict(d).encoder.freq_pool == 1
+    del d["encoder"]["freq_pool"], d["encoder"]["freq_reduce"]
+    old = DiffMSTConfig.from_dict(d).encoder
+    assert old.freq_pool == 1 and old.freq_reduce == "mean"
+
+
+@pytest.mark.parametrize("config", [EncoderConfig.lite(), EncoderConfig(freq_reduce="flatten", freq_pool=1),
+                                    EncoderConfig(n_fft=512, channels=(8, 16), strides=((4, 2), (3, 1)),
+                                                  pools=((1, 1), (2, 2)), freq_reduce="flatten")])
+def test_flattened_frequency_rows_match_the_cnn(config: EncoderConfig) -> None:
+    enc = SpectrogramEncoder(config)
+    S = enc.spectrogram(_audio(1, 4096))
+    if config.freq_pool > 1:
+        S = torch.nn.functional.avg_pool2d(S, (config.freq_pool, 1), ceil_mode=True)
+    rows = enc.blocks(S).shape[2]
+    assert enc.output_rows() == rows and enc.proj.in_features == config.channels[-1] * rows
+    assert enc(_audio(2, 4096)).shape == (2, config.embed_dim)
 
 
 def test_config_mismatch_raises() -> None:
