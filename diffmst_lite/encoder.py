@@ -7,15 +7,19 @@ and a linear layer give one ``embed_dim`` vector per signal. The model uses two
 instances of this module, one for tracks and one for the reference, that share
 no weights.
 
-The compressed spectrogram is first averaged over groups of ``freq_pool``
-adjacent bins (a fixed band-averaging, like a coarse filterbank). The CNN is a
+The compressed spectrogram is first averaged over frequency bands, a fixed
+filterbank: either groups of ``freq_pool`` adjacent bins, or ``bands`` triangular
+bands equally spaced on a warped scale ``log(1 + k / 16)`` of the bin index ``k``
+(linear below ~170 Hz at 22.05 kHz, logarithmic above, like the mel scale), so an
+octave of bass gets as many rows as an octave of treble, as in the log-mel input
+of PANNs. The CNN is a
 stack of blocks; each block is ``convs_per_block`` 3x3 convolutions (the first
 one strided by ``strides[i]``), each followed by a normalisation and a ReLU,
 then an optional average pooling by ``pools[i]``. Strides and pools are given as
 ``(freq, time)``. Two presets cover both ends:
 
-* ``EncoderConfig.lite()``: 4-bin band averaging (1025 bins -> 257), then five
-  stride-2 blocks of 16 ... 256 channels and one more 256-channel block; the 9
+* ``EncoderConfig.lite()``: 64 warped-scale bands, then six blocks of 16 ... 256
+  channels (strides halve frequency three times and time five times); the 8
   remaining frequency rows are kept apart (flattened, ``freq_reduce="flatten"``),
   so the embedding knows *where* in the spectrum energy sits, which the EQ and
   the Bark-spectrum term depend on; ~1.3 M parameters, fast on a CPU.
@@ -56,7 +60,8 @@ class EncoderConfig:
             ``log(1 + |X|)``.
         power: exponent of the power-law compression.
         freq_pool: average groups of this many adjacent frequency bins before
-            the CNN (1 = full resolution).
+            the CNN (1 = full resolution); used when ``bands`` is 0.
+        bands: number of warped-scale triangular bands before the CNN (0 = none).
         channels: output channels of each CNN block.
         strides: ``(freq, time)`` stride of the first convolution of each block.
         pools: ``(freq, time)`` average-pooling size after each block
@@ -77,6 +82,7 @@ class EncoderConfig:
     compression: str = "power"
     power: float = 0.3
     freq_pool: int = 4
+    bands: int = 0
     channels: Tuple[int, ...] = (16, 32, 64, 128, 256, 256)
     strides: Tuple[Pair, ...] = ((2, 2),) * 5 + ((1, 1),)
     pools: Tuple[Pair, ...] = ((1, 1),) * 6
@@ -94,6 +100,8 @@ class EncoderConfig:
         n = len(self.channels)
         if len(self.strides) != n or len(self.pools) != n:
             raise ValueError("channels, strides and pools need one entry per block")
+        if self.bands < 0 or self.bands > self.n_fft // 4:
+            raise ValueError(f"bands must be in 0 ... n_fft/4, got {self.bands}")
         if self.freq_pool < 1:
             raise ValueError(f"freq_pool must be >= 1, got {self.freq_pool}")
         if self.compression not in ("power", "log1p"):
@@ -108,7 +116,8 @@ class EncoderConfig:
     @classmethod
     def lite(cls, embed_dim: int = 128) -> "EncoderConfig":
         """Small, fast encoder (~1.3 M parameters at ``embed_dim=128``)."""
-        return cls(embed_dim=embed_dim, freq_reduce="flatten")
+        return cls(embed_dim=embed_dim, freq_pool=1, bands=64, freq_reduce="flatten",
+                   strides=((2, 2), (2, 2), (2, 2), (1, 2), (1, 2), (1, 1)))
 
     @classmethod
     def paper(cls, embed_dim: int = 512) -> "EncoderConfig":
@@ -128,6 +137,23 @@ class EncoderConfig:
             time_pool="mean+max",
             embed_dim=embed_dim,
         )
+
+
+def band_filterbank(num_bins: int, bands: int, knee_bins: float = 16.0) -> torch.Tensor:
+    """``(bands, num_bins)`` triangular averaging weights (rows sum to 1).
+
+    Band centres are equally spaced on ``log(1 + k / knee_bins)`` of the bin index
+    ``k``: linear in frequency below ``knee_bins`` bins, logarithmic above.
+    """
+    warped = torch.log1p(torch.arange(num_bins, dtype=torch.float64) / knee_bins)
+    edges = torch.linspace(0.0, float(warped[-1]), bands + 2, dtype=torch.float64)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (warped - lower) / (centre - lower)
+    falling = (upper - warped) / (upper - centre)
+    weights = torch.minimum(rising, falling).clamp_min(0.0)
+    nearest = (warped[None] - centre).abs().argmin(-1)  # narrow low bands: at least their nearest bin
+    weights[torch.arange(bands), nearest] = weights[torch.arange(bands), nearest].clamp_min(1.0)
+    return (weights / weights.sum(-1, keepdim=True)).float()
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -170,8 +196,8 @@ class SpectrogramEncoder(nn.Module):
     """Mono waveform ``(B, N)`` -> embedding ``(B, D)`` (the Diff-MST encoder).
 
     Steps: STFT (Hann ``n_fft``, hop ``hop_length``, centred, zero padded) ->
-    compressed magnitude ``(B, 1, n_fft//2+1, frames)`` -> average over
-    ``freq_pool`` adjacent bins -> CNN blocks -> mean over (or flattening of)
+    compressed magnitude ``(B, 1, n_fft//2+1, frames)`` -> fixed filterbank
+    (``bands`` or ``freq_pool``) -> CNN blocks -> mean over (or flattening of)
     frequency -> mean (or mean + max) over frames -> linear -> ``(B, D)``.
     Input is float audio in [-1, 1] at any sample rate (the encoder does not
     need it); any length ``N >= 1`` works.
@@ -181,6 +207,8 @@ class SpectrogramEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+        if config.bands:
+            self.register_buffer("filterbank", band_filterbank(config.n_fft // 2 + 1, config.bands), persistent=False)
         blocks = []
         c_in = 1
         for c_out, stride, pool in zip(config.channels, config.strides, config.pools):
@@ -193,7 +221,7 @@ class SpectrogramEncoder(nn.Module):
     def output_rows(self) -> int:
         """Frequency rows ``F'`` the CNN leaves of the ``n_fft//2 + 1`` bins."""
         c = self.config
-        rows = -(-(c.n_fft // 2 + 1) // c.freq_pool)
+        rows = c.bands or -(-(c.n_fft // 2 + 1) // c.freq_pool)
         for stride, pool in zip(c.strides, c.pools):
             rows = -(-(-(-rows // stride[0])) // pool[0])  # ceil(ceil(F / stride) / pool)
         return rows
@@ -212,13 +240,20 @@ class SpectrogramEncoder(nn.Module):
         S = mag.pow(c.power) if c.compression == "power" else torch.log1p(mag)
         return S.unsqueeze(1)
 
+    def bands(self, S: torch.Tensor) -> torch.Tensor:
+        """The fixed filterbank: ``(B, 1, n_fft//2 + 1, frames)`` -> ``(B, 1, rows, frames)``."""
+        if self.config.bands:
+            return torch.einsum("kf,bcft->bckt", self.filterbank, S)
+        if self.config.freq_pool > 1:
+            return F.avg_pool2d(S, (self.config.freq_pool, 1), ceil_mode=True)
+        return S
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed mono signals ``x (B, N)`` -> ``(B, embed_dim)``."""
         if x.dim() != 2:
             raise ValueError(f"SpectrogramEncoder expects mono audio (B, N), got {tuple(x.shape)}")
         S = self.spectrogram(x)  # (B, 1, n_fft//2 + 1, frames)
-        if self.config.freq_pool > 1:
-            S = F.avg_pool2d(S, (self.config.freq_pool, 1), ceil_mode=True)
+        S = self.bands(S)
         h = self.blocks(S)  # (B, C, F', T')
         h = h.flatten(1, 2) if self.config.freq_reduce == "flatten" else h.mean(dim=2)  # (B, C or C*F', T')
         if self.config.time_pool == "mean+max":

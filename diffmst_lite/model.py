@@ -57,10 +57,10 @@ class DiffMSTConfig:
 
         A field that a config predates is filled with the value that reproduces
         the old behaviour, not with today's default: ``encoder.freq_pool``
-        (added later) defaults to 1 (no band averaging) and ``encoder.freq_reduce``
-        to ``"mean"`` here.
+        (added later) defaults to 1 (no band averaging), ``encoder.bands`` to 0
+        and ``encoder.freq_reduce`` to ``"mean"`` here.
         """
-        encoder = {"freq_pool": 1, "freq_reduce": "mean", **d["encoder"]}
+        encoder = {"freq_pool": 1, "bands": 0, "freq_reduce": "mean", **d["encoder"]}
         return cls(
             sample_rate=int(d["sample_rate"]),
             encoder=EncoderConfig(**encoder),
@@ -103,6 +103,10 @@ class DiffMST(nn.Module):
             config, controller=dataclasses.replace(c, num_track_params=P, num_master_params=Pm))
         self.track_encoder = SpectrogramEncoder(config.encoder)
         self.reference_encoder = SpectrogramEncoder(config.encoder)
+        # Separate weights, same starting point: a mix and its tracks then begin in
+        # one embedding space, so comparing them (which track sits where in the
+        # reference) does not first need the two spaces to be aligned.
+        self.reference_encoder.load_state_dict(self.track_encoder.state_dict())
         self.controller = TransformerController(self.config.controller)
         self.console = console
 

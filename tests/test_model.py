@@ -15,7 +15,7 @@ import torch
 
 from diffmst_lite.console import MixingConsole
 from diffmst_lite.controller import ControllerConfig, TransformerController
-from diffmst_lite.encoder import EncoderConfig, SpectrogramEncoder
+from diffmst_lite.encoder import EncoderConfig, SpectrogramEncoder, band_filterbank
 from diffmst_lite.model import DiffMST, DiffMSTConfig
 
 SR = 22050
@@ -192,6 +192,27 @@ def test_encoder_spectrogram_and_level() -> None:
     assert enc(torch.zeros(1, 100)).shape == (1, 128)  # shorter than one window
 
 
+def test_band_filterbank_averages_and_follows_a_sine() -> None:
+    fb = band_filterbank(1025, 64)
+    assert fb.shape == (64, 1025) and torch.allclose(fb.sum(-1), torch.ones(64))
+    centres = (fb * torch.arange(1025)).sum(-1)
+    assert (centres.diff() > 0).all()  # every band its own, in order
+    assert centres[32] / centres[16] > 3 and centres[63] / centres[47] < 3  # roughly logarithmic
+    enc = SpectrogramEncoder(EncoderConfig.lite())
+    t = torch.arange(8192) / SR
+    for freq in (100.0, 1000.0, 5000.0):  # a sine lights up the band whose centre is nearest
+        rows = enc.bands(enc.spectrogram(torch.sin(2 * torch.pi * freq * t)[None]))[0, 0].mean(-1)
+        nearest = (centres * SR / 2048 - freq).abs().argmin()
+        assert abs(int(rows.argmax()) - int(nearest)) <= 1, freq
+
+
+def test_reference_encoder_starts_as_the_track_encoder() -> None:
+    model = DiffMST.lite(SR)
+    a, b = model.track_encoder.state_dict(), model.reference_encoder.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert model.track_encoder.proj.weight.data_ptr() != model.reference_encoder.proj.weight.data_ptr()
+
+
 # ---------------------------------------------------------------- controller
 def test_attention_maps_match_forward() -> None:
     torch.manual_seed(0)
@@ -259,20 +280,18 @@ def test_old_config_without_freq_pool_loads_as_before() -> None:
     """Checkpoints written before ``freq_pool`` / ``freq_reduce`` existed: no band
     averaging, mean over frequency."""
     d = dataclasses.asdict(DiffMSTConfig(SR))
-    del d["encoder"]["freq_pool"], d["encoder"]["freq_reduce"]
+    del d["encoder"]["freq_pool"], d["encoder"]["freq_reduce"], d["encoder"]["bands"]
     old = DiffMSTConfig.from_dict(d).encoder
-    assert old.freq_pool == 1 and old.freq_reduce == "mean"
+    assert old.freq_pool == 1 and old.freq_reduce == "mean" and old.bands == 0
 
 
 @pytest.mark.parametrize("config", [EncoderConfig.lite(), EncoderConfig(freq_reduce="flatten", freq_pool=1),
+                                    EncoderConfig(freq_reduce="flatten", freq_pool=4),
                                     EncoderConfig(n_fft=512, channels=(8, 16), strides=((4, 2), (3, 1)),
                                                   pools=((1, 1), (2, 2)), freq_reduce="flatten")])
 def test_flattened_frequency_rows_match_the_cnn(config: EncoderConfig) -> None:
     enc = SpectrogramEncoder(config)
-    S = enc.spectrogram(_audio(1, 4096))
-    if config.freq_pool > 1:
-        S = torch.nn.functional.avg_pool2d(S, (config.freq_pool, 1), ceil_mode=True)
-    rows = enc.blocks(S).shape[2]
+    rows = enc.blocks(enc.bands(enc.spectrogram(_audio(1, 4096)))).shape[2]
     assert enc.output_rows() == rows and enc.proj.in_features == config.channels[-1] * rows
     assert enc(_audio(2, 4096)).shape == (2, config.embed_dim)
 
