@@ -13,6 +13,12 @@ Token sequence (length ``S = T + 3``)::
 
     [track_1 ... track_T, ref_L, ref_R, master]
 
+Track and reference embeddings are first layer-normalised (``input_norm``, one
+LayerNorm per kind): trained encoders give vectors of norm ~20, and without the
+normalisation they swamp the residual stream, so what attention brings in from
+other tokens (the reference!) is too small to change a track's output. A trained
+model that ignored its reference entirely was how this was found.
+
 Each token gets a learned type embedding added: ``track``, ``reference left``,
 ``reference right`` or ``master``. The reference type is split by channel
 because the model must tell left from right to predict panning. Padded tracks
@@ -42,6 +48,8 @@ class ControllerConfig:
         dim_feedforward: width of each layer's feed-forward block (paper: 2048).
         dropout: dropout inside the transformer layers.
         mlp_hidden: hidden width of the two output MLPs (0 -> ``d_model``).
+        input_norm: layer-normalise track and reference embeddings (one
+            LayerNorm each) before the type embeddings are added.
         num_track_params: ``P``, parameters per track (set from the console by
             :class:`~diffmst_lite.model.DiffMST` when left at ``None``).
         num_master_params: ``Pm``, master-bus parameters (idem).
@@ -53,6 +61,7 @@ class ControllerConfig:
     dim_feedforward: int = 512
     dropout: float = 0.0
     mlp_hidden: int = 0
+    input_norm: bool = True
     num_track_params: Optional[int] = None
     num_master_params: Optional[int] = None
 
@@ -86,9 +95,14 @@ class TransformerController(nn.Module):
         self.config = config
         D = config.d_model
         self.type_embedding = nn.Embedding(4, D)  # track / ref L / ref R / master
+        self.track_norm = nn.LayerNorm(D) if config.input_norm else nn.Identity()
+        self.reference_norm = nn.LayerNorm(D) if config.input_norm else nn.Identity()
         self.master_token = nn.Parameter(torch.zeros(D))
-        nn.init.normal_(self.type_embedding.weight, std=0.02)
-        nn.init.normal_(self.master_token, std=0.02)
+        # unit scale, like the normalised embeddings they are added to: the type is
+        # all that tells ``ref_L`` from ``ref_R`` (attention is blind to order), so a
+        # GPT-style 0.02 would leave the model nearly unable to learn panning
+        nn.init.normal_(self.type_embedding.weight, std=1.0)
+        nn.init.normal_(self.master_token, std=1.0)
         layer = nn.TransformerEncoderLayer(
             D, config.num_heads, config.dim_feedforward, config.dropout,
             activation="gelu", batch_first=True, norm_first=True,
@@ -118,8 +132,8 @@ class TransformerController(nn.Module):
         if ref_emb.shape != (B, 2, D):
             raise ValueError(f"ref_emb must be (B, 2, D) = {(B, 2, D)}, got {tuple(ref_emb.shape)}")
         types = self.type_embedding.weight
-        tracks = track_emb + types[TOKEN_TRACK]
-        refs = ref_emb + types[TOKEN_REF_LEFT:TOKEN_REF_RIGHT + 1]
+        tracks = self.track_norm(track_emb) + types[TOKEN_TRACK]
+        refs = self.reference_norm(ref_emb) + types[TOKEN_REF_LEFT:TOKEN_REF_RIGHT + 1]
         master = (self.master_token + types[TOKEN_MASTER]).expand(B, 1, D)
         tokens = torch.cat([tracks, refs, master], dim=1)
         if mask is None:

@@ -58,13 +58,14 @@ class DiffMSTConfig:
         A field that a config predates is filled with the value that reproduces
         the old behaviour, not with today's default: ``encoder.freq_pool``
         (added later) defaults to 1 (no band averaging), ``encoder.bands`` to 0
-        and ``encoder.freq_reduce`` to ``"mean"`` here.
+        and ``encoder.freq_reduce`` to ``"mean"``, ``controller.input_norm`` to
+        False here.
         """
         encoder = {"freq_pool": 1, "bands": 0, "freq_reduce": "mean", **d["encoder"]}
         return cls(
             sample_rate=int(d["sample_rate"]),
             encoder=EncoderConfig(**encoder),
-            controller=ControllerConfig(**d["controller"]),
+            controller=ControllerConfig(**{"input_norm": False, **d["controller"]}),
         )
 
 

@@ -231,6 +231,19 @@ def test_attention_maps_match_forward() -> None:
     assert (states[keep] - ref_states[keep]).abs().max() < 1e-4
 
 
+def test_controller_listens_to_the_reference_at_any_embedding_scale() -> None:
+    """Normalised inputs: trained encoders' large embeddings must not drown out the reference."""
+    torch.manual_seed(0)
+    ctrl = TransformerController(ControllerConfig(num_track_params=5, num_master_params=3)).eval()
+    emb, ref = torch.randn(1, 4, 128), torch.randn(1, 2, 128)
+    with torch.no_grad():
+        params, _ = ctrl(emb, ref)
+        swapped, _ = ctrl(emb, ref.flip(1))  # left and right reference channels exchanged
+        large, _ = ctrl(20 * emb, 20 * ref)
+    assert (params - swapped).abs().max() > 1e-3
+    assert torch.allclose(params, large, atol=1e-5)
+
+
 # ------------------------------------------------------------------- presets
 def test_lite_preset_budget() -> None:
     model = DiffMST.lite(SR)
@@ -280,9 +293,10 @@ def test_old_config_without_freq_pool_loads_as_before() -> None:
     """Checkpoints written before ``freq_pool`` / ``freq_reduce`` existed: no band
     averaging, mean over frequency."""
     d = dataclasses.asdict(DiffMSTConfig(SR))
-    del d["encoder"]["freq_pool"], d["encoder"]["freq_reduce"], d["encoder"]["bands"]
-    old = DiffMSTConfig.from_dict(d).encoder
-    assert old.freq_pool == 1 and old.freq_reduce == "mean" and old.bands == 0
+    del d["encoder"]["freq_pool"], d["encoder"]["freq_reduce"], d["encoder"]["bands"], d["controller"]["input_norm"]
+    old = DiffMSTConfig.from_dict(d)
+    assert old.encoder.freq_pool == 1 and old.encoder.freq_reduce == "mean" and old.encoder.bands == 0
+    assert not old.controller.input_norm
 
 
 @pytest.mark.parametrize("config", [EncoderConfig.lite(), EncoderConfig(freq_reduce="flatten", freq_pool=1),
