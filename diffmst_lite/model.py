@@ -10,7 +10,7 @@ into the network.
 
 Two presets:
 
-* :meth:`DiffMST.lite` (~2.9 M parameters): 128-d embeddings, strided CNN
+* :meth:`DiffMST.lite` (~3.3 M parameters): 128-d embeddings, strided CNN
   encoders, 4-layer 4-head transformer; trains on a laptop CPU.
 * :meth:`DiffMST.paper` (~191 M parameters): the paper's sizes, 512-d
   embeddings, CNN14-shaped encoders (64 ... 2048 channels) and a 12-layer 8-head
@@ -114,7 +114,7 @@ class DiffMST(nn.Module):
     # ------------------------------------------------------------------ presets
     @classmethod
     def lite(cls, sample_rate: int, **kwargs: Any) -> "DiffMST":
-        """CPU-friendly preset (~2.9 M parameters, 128-d, 4 layers, 4 heads)."""
+        """CPU-friendly preset (~3.3 M parameters, 128-d, 4 layers, 4 heads)."""
         return cls(DiffMSTConfig(sample_rate, EncoderConfig.lite(128), ControllerConfig.lite()), **kwargs)
 
     @classmethod
