@@ -102,7 +102,8 @@ def report_mix(path: str, mix: torch.Tensor, rate: int, num_tracks: int) -> None
 
 def cmd_mix(args: argparse.Namespace) -> None:
     from .audio import resample
-    from .inference import load_model, optimize_sheet, predict_sheet, render_sheet
+    from .inference import (load_model, lower_to_peak, match_reference_loudness, optimize_sheet, predict_sheet,
+                            render_sheet)
     from .sheet import write_sheet
 
     refuse_overwrite(args.out, args.force)
@@ -124,7 +125,16 @@ def cmd_mix(args: argparse.Namespace) -> None:
         if moved:
             print(f"note: {moved} predicted settings lay outside their range at {rate} Hz and were moved to "
                   "its edge", file=sys.stderr)
+    if not args.keep_level:
+        sheet, info = match_reference_loudness(sheet, tracks, reference, rate, args.excerpt)
+        limit = {"peak": " (limited to keep the peak at -1 dBFS)", "range": " (limited by the gain's range)"}
+        print(f"master output gain {info['change_db']:+.1f} dB to match the reference's loudness "
+              f"({info['reference_lufs']:.1f} LUFS){limit.get(info['limited_by'], '')}", file=sys.stderr)
     mix = render_sheet(tracks, sheet, rate)
+    if not args.keep_level:  # the loudest excerpt may miss the song's highest peak
+        sheet, mix, change = lower_to_peak(sheet, mix)
+        if change:
+            print(f"master output gain {change:+.1f} dB more: the whole song peaked above -1 dBFS", file=sys.stderr)
     save_audio(args.out, mix, rate, force=args.force)
     if args.sheet_out:
         write_sheet(sheet, args.sheet_out, force=args.force)
@@ -214,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheet-out", help="also write the mixing sheet (JSON), to edit and re-render")
     p.add_argument("--excerpt", type=float, default=10.0, help="seconds of audio the settings are estimated on")
     p.add_argument("--steps", type=int, default=150, help="optimisation steps with --optimize")
+    p.add_argument("--keep-level", action="store_true",
+                   help="keep the predicted output gain (default: match the reference's loudness, peak <= -1 dBFS)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(run=cmd_mix)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from . import params as P
-from .audio import resample
+from .audio import integrated_loudness, resample
 from .console import MixingConsole
 from .sheet import params_to_sheet, sheet_to_params
 
@@ -87,3 +87,56 @@ def render_sheet(tracks: torch.Tensor, sheet: dict, sample_rate: int) -> torch.T
     settings = sheet_to_params(sheet, num_tracks=tracks.shape[0], sample_rate=sample_rate)
     console = MixingConsole(sample_rate)
     return console(tracks[None], settings["track_params"][None], settings["master_params"][None])[0]
+
+
+@torch.no_grad()
+def match_reference_loudness(sheet: dict, tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int,
+                             excerpt_seconds: float = 10.0, max_peak_db: float = -1.0) -> tuple[dict, dict]:
+    """Set the sheet's master output gain so the mix is as loud as the reference.
+
+    The style losses compare loudness-normalised audio (-16 LUFS), so neither the
+    model nor the optimiser learns an absolute level: a predicted mix can come out
+    20 dB quieter than its reference. This measures both loudest excerpts (ITU-R
+    BS.1770) and moves ``master.gain_out_db`` by the difference, no further than
+    keeps the excerpt's peak at ``max_peak_db`` dBFS (no limiter is added) and
+    inside the gain's range. ``tracks (T, N)``, ``reference (2, M)``.
+
+    Returns:
+        ``(new sheet, info)`` with ``info = {"change_db", "reference_lufs", "mix_lufs",
+        "limited_by"}`` (``limited_by``: None, ``"peak"`` or ``"range"``).
+    """
+    excerpt = loudest_excerpt(tracks, sample_rate, excerpt_seconds)
+    ref_excerpt = loudest_excerpt(reference, sample_rate, excerpt_seconds)
+    mix = render_sheet(excerpt, sheet, sample_rate)
+    mix_lufs, ref_lufs = integrated_loudness(mix, sample_rate), integrated_loudness(ref_excerpt, sample_rate)
+    info = {"change_db": 0.0, "reference_lufs": ref_lufs, "mix_lufs": mix_lufs, "limited_by": None}
+    if not (torch.isfinite(torch.tensor([mix_lufs, ref_lufs])).all()):
+        return sheet, info  # silence on either side: nothing to match
+    change = ref_lufs - mix_lufs
+    peak_db = 20.0 * torch.log10(mix.abs().max().clamp_min(1e-12)).item()
+    if peak_db + change > max_peak_db:
+        change, info["limited_by"] = max_peak_db - peak_db, "peak"
+    spec = next(s for s in P.master_param_specs(sample_rate) if s.name == "gain_out_db")
+    current = float(sheet["master"]["gain_out_db"])
+    target = min(max(current + change, spec.low), spec.high)
+    if target != current + change:
+        info["limited_by"] = "range"
+    new = {**sheet, "master": {**sheet["master"], "gain_out_db": target}}
+    info["change_db"] = target - current
+    return new, info
+
+
+def lower_to_peak(sheet: dict, mix: torch.Tensor, max_peak_db: float = -1.0) -> tuple[dict, torch.Tensor, float]:
+    """Turn a rendered ``mix (2, N)`` and its sheet's output gain down together until
+    the mix peaks at ``max_peak_db`` dBFS (unchanged if it already does).
+
+    The output gain is the console's last stage, so scaling the rendered mix is
+    exactly what rendering with the lowered gain would give. Returns ``(sheet, mix,
+    change in dB)`` (change <= 0).
+    """
+    peak_db = 20.0 * torch.log10(mix.abs().max().clamp_min(1e-12)).item()
+    change = min(0.0, max_peak_db - peak_db)
+    if change == 0.0:
+        return sheet, mix, 0.0
+    new = {**sheet, "master": {**sheet["master"], "gain_out_db": float(sheet["master"]["gain_out_db"]) + change}}
+    return new, mix * 10.0 ** (change / 20.0), change

@@ -75,6 +75,27 @@ def test_mix_command_with_a_checkpoint_and_with_optimisation(tmp_path, capsys):
     assert code == 2 and "exists" in capsys.readouterr().err
 
 
+def test_mix_matches_the_reference_loudness_below_the_peak_limit(tmp_path, capsys):
+    from diffmst_lite.audio import integrated_loudness
+
+    t = np.arange(3 * SR) / SR
+    for name, freq in (("a", 110.0), ("b", 660.0)):  # quiet tracks: the mix needs more output gain
+        sf.write(tmp_path / f"{name}.wav", (0.05 * np.sin(2 * np.pi * freq * t)).astype(np.float32), SR)
+    noise = np.random.default_rng(0).standard_normal((3 * SR, 2)) * 0.05  # peaky: ~-23 LUFS, crest ~12 dB
+    sf.write(tmp_path / "ref.wav", noise.astype(np.float32), SR)
+    common = [str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--reference", str(tmp_path / "ref.wav")]
+    for flags, out in (([], "m.wav"), (["--keep-level"], "k.wav")):
+        assert main(["mix", *common, *flags, "--out", str(tmp_path / out), "--sheet-out", str(tmp_path / f"{out}.json")]) == 0
+    mix, kept = sf.read(tmp_path / "m.wav")[0], sf.read(tmp_path / "k.wav")[0]
+    reference_lufs = integrated_loudness(noise.T, SR)
+    assert abs(integrated_loudness(mix.T, SR) - reference_lufs) < 1.0
+    assert np.abs(mix).max() <= 10 ** (-1 / 20) + 1e-4
+    assert integrated_loudness(kept.T, SR) < reference_lufs - 10  # as predicted: far too quiet
+    sheets = [json.loads((tmp_path / f"{o}.json").read_text())["master"]["gain_out_db"] for o in ("m.wav", "k.wav")]
+    assert sheets[0] - sheets[1] == pytest.approx(20 * np.log10(np.abs(mix).max() / np.abs(kept).max()), abs=0.05)
+    assert "to match the reference's loudness" in capsys.readouterr().err
+
+
 class _Song:
     """A minimal in-memory song with the interface evaluate() uses."""
 
