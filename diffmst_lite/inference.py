@@ -113,17 +113,24 @@ def match_reference_loudness(sheet: dict, tracks: torch.Tensor, reference: torch
     if not (torch.isfinite(torch.tensor([mix_lufs, ref_lufs])).all()):
         return sheet, info  # silence on either side: nothing to match
     change = ref_lufs - mix_lufs
-    peak_db = 20.0 * torch.log10(mix.abs().max().clamp_min(1e-12)).item()
-    if peak_db + change > max_peak_db:
-        change, info["limited_by"] = max_peak_db - peak_db, "peak"
+    if _peak_db(mix) + change > max_peak_db:
+        change, info["limited_by"] = max_peak_db - _peak_db(mix), "peak"
     spec = next(s for s in P.master_param_specs(sample_rate) if s.name == "gain_out_db")
     current = float(sheet["master"]["gain_out_db"])
     target = min(max(current + change, spec.low), spec.high)
     if target != current + change:
         info["limited_by"] = "range"
-    new = {**sheet, "master": {**sheet["master"], "gain_out_db": target}}
     info["change_db"] = target - current
-    return new, info
+    return _with_output_gain(sheet, target), info
+
+
+def _peak_db(x: torch.Tensor) -> float:
+    return 20.0 * torch.log10(x.abs().max().clamp_min(1e-12)).item()
+
+
+def _with_output_gain(sheet: dict, gain_out_db: float) -> dict:
+    """A copy of ``sheet`` with another master output gain (the input is left as it is)."""
+    return {**sheet, "master": {**sheet["master"], "gain_out_db": gain_out_db}}
 
 
 def lower_to_peak(sheet: dict, mix: torch.Tensor, max_peak_db: float = -1.0) -> tuple[dict, torch.Tensor, float]:
@@ -134,9 +141,7 @@ def lower_to_peak(sheet: dict, mix: torch.Tensor, max_peak_db: float = -1.0) -> 
     exactly what rendering with the lowered gain would give. Returns ``(sheet, mix,
     change in dB)`` (change <= 0).
     """
-    peak_db = 20.0 * torch.log10(mix.abs().max().clamp_min(1e-12)).item()
-    change = min(0.0, max_peak_db - peak_db)
+    change = min(0.0, max_peak_db - _peak_db(mix))
     if change == 0.0:
         return sheet, mix, 0.0
-    new = {**sheet, "master": {**sheet["master"], "gain_out_db": float(sheet["master"]["gain_out_db"]) + change}}
-    return new, mix * 10.0 ** (change / 20.0), change
+    return _with_output_gain(sheet, float(sheet["master"]["gain_out_db"]) + change), mix * 10.0 ** (change / 20.0), change
