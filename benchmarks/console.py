@@ -32,8 +32,9 @@ Columns:
 
 Threads: torchcomp's numba kernels start numba's OpenMP layer on first use, which
 sets OpenMP's thread count (shared with PyTorch) to ``NUMBA_NUM_THREADS`` (1, set
-by diffmst_lite); the workers restore the requested count after their warm-up, so
-``--threads`` (default: PyTorch's default) holds for both chains. On a machine that
+by diffmst_lite); ``diffmst_lite.console.compressor_core`` restores PyTorch's count
+after that first launch (dasp-pytorch uses no numba), so ``--threads`` (default:
+PyTorch's default) holds for both chains. On a machine that
 other busy processes share, OpenMP's spinning wait policy can slow many-small-op
 code by 10x or more; ``--threads 1`` or ``--passive-omp`` avoid that.
 
@@ -175,17 +176,13 @@ def make_runners(config: Config) -> Dict[str, Callable[[], Tuple[float, float, f
 def warm_up(config: Config, impl: str = "both") -> None:
     """One call of each chain on 50 ms of audio: loads FFT plans, JIT-compiles torchcomp's numba kernels.
 
-    The first numba ``parallel=True`` launch starts numba's OpenMP layer, which sets
-    OpenMP's thread count (shared with PyTorch) to ``NUMBA_NUM_THREADS``; diffmst_lite
-    sets that to 1, so without the reset below PyTorch would run single-threaded from
-    here on, whatever ``--threads`` says. Later launches leave it alone.
+    (numba's first launch would leave PyTorch single-threaded; the console's
+    ``compressor_core`` restores the thread count, see the module docstring.)
     """
-    threads = torch.get_num_threads()
     tiny = (config[0], config[1], 0.05, config[3])
     for name, run in make_runners(tiny).items():
         if impl in ("both", name):
             run()
-    torch.set_num_threads(threads)
 
 
 # -------------------------------------------------------------------- workers
