@@ -25,9 +25,9 @@ def neutral(sample_rate: int, tracks: int = 1, batch: int = 1) -> tuple[torch.Te
     return track.repeat(batch, tracks, 1), master.repeat(batch, 1)
 
 
-def set_physical(params: torch.Tensor, specs: list[P.ParamSpec], name: str, value: float) -> torch.Tensor:
-    """Copy of normalised ``params (..., P)`` with parameter ``name`` set to a physical ``value``."""
+def set_physical(unit_params: torch.Tensor, specs: list[P.ParamSpec], name: str, value: float) -> torch.Tensor:
+    """Copy of normalised ``unit_params (..., P)`` with parameter ``name`` set to a physical ``value``."""
     index = [s.name for s in specs].index(name)
-    out = params.clone()
+    out = unit_params.clone()
     out[..., index] = float(specs[index].to_unit(torch.tensor(value, dtype=torch.float64)))
     return out
