@@ -184,7 +184,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_make_songs(args: argparse.Namespace) -> None:
-    from .synth import make_songs
+    from .songs import make_songs
 
     try:
         result = make_songs(args.dir, args.songs, args.seconds, args.seed, test_songs=args.test_songs,
@@ -194,6 +194,72 @@ def cmd_make_songs(args: argparse.Namespace) -> None:
         raise CommandError(f"{args.dir}: already holds songs; use --force to replace them") from None
     print(f"wrote {len(result['train'])} train and {len(result['test'])} test songs to {args.dir} "
           f"(synthetic; renderer: {result['renderer']})", file=sys.stderr)
+
+
+def train_config(args: argparse.Namespace):
+    """The :class:`~diffmst_lite.train.TrainConfig` of ``diffmst-lite train``: the options given;
+    on ``--resume`` the others come from the run's own checkpoint, else from the defaults."""
+    import dataclasses
+
+    from .model import read_checkpoint
+    from .train import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {name: getattr(args, name) for name in fields  # flags: only if set
+             if getattr(args, name, None) is not None and getattr(args, name) is not False}
+    base: dict = {}
+    last = Path(args.out) / "last.pt"
+    if args.resume and last.is_file():
+        base = {k: v for k, v in read_checkpoint(last)["train_config"].items() if k in fields}
+        base.update(init=None, force=False)
+    return TrainConfig(**{**base, **given})
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import torch.distributed as dist
+
+    from .train import train
+
+    result = train(train_config(args), progress=not args.no_progress)
+    if int(os.environ.get("RANK", 0)) == 0 and result["history"]:
+        row = result["history"][-1]
+        print(f"step {row['step']}: loss {row['loss']:.4f}; {result['seconds_per_step']:.3f} s/step; "
+              f"wrote {result['checkpoint']}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``diffmst-lite train`` options (defaults None: :class:`~diffmst_lite.train.TrainConfig`'s,
+    or on ``--resume`` the run's own)."""
+    from .train import LOSSES
+
+    p.add_argument("--method", type=int, choices=(1, 2), help="1: random mixes (default), 2: real references")
+    p.add_argument("--loss", choices=LOSSES, help="default: mrstft (Method 1), af (Method 2); "
+                   "param: regress Method 1's known settings (a warm-up, beyond the paper)")
+    p.add_argument("--tracks", type=int, choices=(8, 16), help="most tracks per example (default 8)")
+    p.add_argument("--data", help="MUSDB18(-HQ) root or synthetic tree, or 'toy' (default $MUSDB_PATH)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, log.csv, loss.png)")
+    p.add_argument("--steps", type=int, help="total optimiser steps (default 1000)")
+    p.add_argument("--batch-size", type=int, help="examples per step per process (default 4)")
+    p.add_argument("--seconds", type=float, help="segment length t; Method 1 uses halves t/2 (default 10)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--sample-rate", type=int, help="Hz (default 22050)")
+    p.add_argument("--preset", choices=("lite", "paper", "tiny"), help="model size (default lite)")
+    p.add_argument("--af-weight", type=float, help="weight of AF in mrstft+af (default 1)")
+    p.add_argument("--init", metavar="CKPT", help="start from these weights (e.g. MRSTFT -> AF fine-tune)")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt (weights, optimiser, RNG)")
+    p.add_argument("--force", action="store_true", help="start afresh in a RUN_DIR that holds a run")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    p.add_argument("--log-every", type=int, help="steps between log rows (default 10)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default 1; 0: torch's default)")
+    p.add_argument("--overfit", action="store_true", help="train on one fixed batch (sanity check)")
+    p.add_argument("--references", metavar="DIR", help="Method 2: folder of full mixes used as references")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,13 +318,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(run=cmd_evaluate)
-
-    from .train import add_arguments as add_train_arguments  # options live with the loop (+~0.1 s)
-
-    def cmd_train(args: argparse.Namespace) -> None:
-        from .train import run_from_args
-
-        run_from_args(args)
 
     p = sub.add_parser("train", help="train a model: Method 1/2, MRSTFT/AF loss, one process or torchrun DDP")
     add_train_arguments(p)

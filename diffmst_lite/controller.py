@@ -29,7 +29,6 @@ output parameters are set to 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -62,8 +61,8 @@ class ControllerConfig:
     dropout: float = 0.0
     mlp_hidden: int = 0
     input_norm: bool = True
-    num_track_params: Optional[int] = None
-    num_master_params: Optional[int] = None
+    num_track_params: int | None = None
+    num_master_params: int | None = None
 
     @classmethod
     def lite(cls) -> "ControllerConfig":
@@ -115,8 +114,8 @@ class TransformerController(nn.Module):
         self.master_head = _mlp(D, hidden, config.num_master_params)
 
     def tokens(
-        self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Build the token sequence and its padding mask.
 
         Args:
@@ -145,8 +144,8 @@ class TransformerController(nn.Module):
         return tokens, pad
 
     def heads(
-        self, h: torch.Tensor, num_tracks: int, mask: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, h: torch.Tensor, num_tracks: int, mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Output MLPs on transformer states ``h (B, T+3, D)``.
 
         Returns ``track_params (B, T, P)`` and ``master_params (B, Pm)`` in [0, 1];
@@ -159,8 +158,8 @@ class TransformerController(nn.Module):
         return track_params, master_params
 
     def forward(
-        self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict ``track_params (B, T, P)`` and ``master_params (B, Pm)`` in [0, 1]."""
         tokens, pad = self.tokens(track_emb, ref_emb, mask)
         h = self.transformer(tokens, src_key_padding_mask=pad)
@@ -168,7 +167,7 @@ class TransformerController(nn.Module):
 
     @torch.no_grad()
     def attention_maps(
-        self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: Optional[torch.Tensor] = None,
+        self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: torch.Tensor | None = None,
         return_states: bool = False,
     ):
         """Attention weights of every layer and head, for plotting.

@@ -26,7 +26,6 @@ import soundfile as sf
 import torch
 
 from .audio import resample
-from .datasets import Method1Dataset, Method2Dataset, collate_tracks, rms_db  # noqa: F401  (re-exported)
 
 STEM_NAMES = ("drums", "bass", "other", "vocals")  # MUSDB stem ids 1..4
 SETUP_FILE = "diffmst_setup.yaml"  # musdb setup of a synthetic tree (its own validation split)
@@ -137,7 +136,7 @@ class Song:
     Attributes:
         name, sample_rate (Hz), num_samples (at ``sample_rate``),
         stems (stem names, e.g. drums, bass, other, vocals, extra stems),
-        track_names (one per mono track, e.g. ``drums.L``, ``drums.R``).
+        track_names (one per mono track, e.g. ``drums_L``, ``drums_R``, the names the CLI and the mixing sheet use).
     """
 
     def __init__(self, name: str, files: dict[str, Path], sample_rate: int, cache: bool = False, track=None):
@@ -152,7 +151,7 @@ class Song:
             channels = {k: i.channels for k, i in infos.items() if k != "mixture"}
         self.num_samples = frames * self.sample_rate // self.native_rate
         self.stems = list(channels)
-        self.track_names = [f"{s}.{'LR'[c]}" if channels[s] == 2 else f"{s}.{c}" if channels[s] > 1 else s
+        self.track_names = [f"{s}_{'LR'[c]}" if channels[s] == 2 else f"{s}_{c}" if channels[s] > 1 else s
                             for s in self.stems for c in range(channels[s])]
 
     @classmethod

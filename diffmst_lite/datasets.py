@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from .data import Song
+from .data import Song, reference_songs
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +159,6 @@ class Method2Dataset(_SegmentDataset):
                  references: str | os.PathLike | Sequence | None = None, examples: int = 1000, seed: int = 0,
                  silence_db: float = -60.0):
         super().__init__(songs, seconds, examples, seed, silence_db)
-        from .data import Song, reference_songs  # data re-exports this module's names: import late
-
         if references is None:
             if len(self.songs) < 2:
                 raise ValueError("Method 2 needs at least two songs (or references=...)")

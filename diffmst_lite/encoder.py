@@ -40,13 +40,12 @@ GroupNorm would make the embedding almost blind to level.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-Pair = Tuple[int, int]
+Pair = tuple[int, int]
 
 
 @dataclass
@@ -83,9 +82,9 @@ class EncoderConfig:
     power: float = 0.3
     freq_pool: int = 4
     bands: int = 0
-    channels: Tuple[int, ...] = (16, 32, 64, 128, 256, 256)
-    strides: Tuple[Pair, ...] = ((2, 2),) * 5 + ((1, 1),)
-    pools: Tuple[Pair, ...] = ((1, 1),) * 6
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256, 256)
+    strides: tuple[Pair, ...] = ((2, 2),) * 5 + ((1, 1),)
+    pools: tuple[Pair, ...] = ((1, 1),) * 6
     convs_per_block: int = 1
     norm: str = "batch"
     freq_reduce: str = "mean"

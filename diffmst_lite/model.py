@@ -16,8 +16,10 @@ Two presets:
   embeddings, CNN14-shaped encoders (64 ... 2048 channels) and a 12-layer 8-head
   transformer with feed-forward width 2048.
 
-Checkpoints are plain dictionaries ``{"config": dict, "model": state_dict}``
-that load with ``torch.load(path, weights_only=True)``.
+Checkpoints are plain dictionaries ``{"config": dict, "model": state_dict, ...}``
+written by :meth:`DiffMST.save_checkpoint` and read by :func:`read_checkpoint`
+(``torch.load(path, weights_only=True)``); a training run's checkpoints add the
+optimiser, step and RNG states (:mod:`diffmst_lite.rundir`).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from .controller import ControllerConfig, TransformerController
 from .encoder import EncoderConfig, SpectrogramEncoder
+from .files import atomic_path
 
 
 @dataclass
@@ -52,21 +55,24 @@ class DiffMSTConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig.lite)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "DiffMSTConfig":
+    def from_dict(cls, d: dict[str, Any]) -> "DiffMSTConfig":
         """Inverse of ``dataclasses.asdict`` (lists from JSON are accepted).
 
-        A field that a config predates is filled with the value that reproduces
-        the old behaviour, not with today's default: ``encoder.freq_pool``
-        (added later) defaults to 1 (no band averaging), ``encoder.bands`` to 0
-        and ``encoder.freq_reduce`` to ``"mean"``, ``controller.input_norm`` to
-        False here.
+        Every field must be there: a missing or unknown one is a ``ValueError`` that
+        names it (a config that predates a field is not guessed at).
         """
-        encoder = {"freq_pool": 1, "bands": 0, "freq_reduce": "mean", **d["encoder"]}
-        return cls(
-            sample_rate=int(d["sample_rate"]),
-            encoder=EncoderConfig(**encoder),
-            controller=ControllerConfig(**{"input_norm": False, **d["controller"]}),
-        )
+        for name, kind in (("encoder", EncoderConfig), ("controller", ControllerConfig)):
+            fields = {f.name for f in dataclasses.fields(kind)}
+            missing, unknown = sorted(fields - set(d[name])), sorted(set(d[name]) - fields)
+            if missing or unknown:
+                raise ValueError(f"model config: {name} misses {missing} / has unknown {unknown}")
+        return cls(sample_rate=int(d["sample_rate"]), encoder=EncoderConfig(**d["encoder"]),
+                   controller=ControllerConfig(**d["controller"]))
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
+    """The dictionary :meth:`DiffMST.save_checkpoint` wrote (``weights_only``: no code runs on load)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def _default_console(sample_rate: int) -> nn.Module:
@@ -86,7 +92,7 @@ class DiffMST(nn.Module):
             ``console(tracks, track_params, master_params, mask=mask) -> mix``.
     """
 
-    def __init__(self, config: DiffMSTConfig, console: Optional[nn.Module] = None):
+    def __init__(self, config: DiffMSTConfig, console: nn.Module | None = None):
         super().__init__()
         if console is None:
             console = _default_console(config.sample_rate)
@@ -123,28 +129,26 @@ class DiffMST(nn.Module):
         return cls(DiffMSTConfig(sample_rate, EncoderConfig.paper(512), ControllerConfig.paper()), **kwargs)
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any] | DiffMSTConfig, **kwargs: Any) -> "DiffMST":
+    def from_config(cls, config: dict[str, Any] | DiffMSTConfig, **kwargs: Any) -> "DiffMST":
         """Build an (untrained) model from a config or its ``asdict`` form."""
         if not isinstance(config, DiffMSTConfig):
             config = DiffMSTConfig.from_dict(config)
         return cls(config, **kwargs)
 
     # -------------------------------------------------------------- checkpoints
-    def config_dict(self) -> Dict[str, Any]:
+    def config_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain Python data (``dataclasses.asdict``)."""
         return dataclasses.asdict(self.config)
 
-    def save_checkpoint(self, path: str, extra: Optional[Dict[str, Any]] = None) -> None:
-        """Write ``{"config", "model", **extra}`` atomically (temp file + rename)."""
-        ckpt = {"config": self.config_dict(), "model": self.state_dict(), **(extra or {})}
-        tmp = f"{path}.tmp"
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
+    def save_checkpoint(self, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
+        """Write ``{"config", "model", **extra}`` atomically (:func:`diffmst_lite.files.atomic_path`)."""
+        with atomic_path(path) as tmp:
+            torch.save({"config": self.config_dict(), "model": self.state_dict(), **(extra or {})}, tmp)
 
     @classmethod
-    def load_checkpoint(cls, path: str, map_location: str = "cpu", **kwargs: Any) -> "DiffMST":
-        """Rebuild a model from :meth:`save_checkpoint` output (``weights_only`` load)."""
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    def load_checkpoint(cls, path: str | os.PathLike, map_location: str = "cpu", **kwargs: Any) -> "DiffMST":
+        """Rebuild a model from :meth:`save_checkpoint` output."""
+        ckpt = read_checkpoint(path, map_location)
         model = cls.from_config(ckpt["config"], **kwargs)
         model.load_state_dict(ckpt["model"])
         return model
@@ -155,7 +159,7 @@ class DiffMST(nn.Module):
 
     # ---------------------------------------------------------------- forward
     @staticmethod
-    def _check(tracks: torch.Tensor, reference: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
+    def _check(tracks: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None) -> None:
         if tracks.dim() != 3:
             raise ValueError(f"tracks must be (batch, tracks, samples), got {tuple(tracks.shape)}")
         if reference.dim() != 3 or reference.shape[1] != 2 or reference.shape[0] != tracks.shape[0]:
@@ -165,7 +169,7 @@ class DiffMST(nn.Module):
             raise ValueError(f"mask must be bool of shape {tuple(tracks.shape[:2])}, got "
                              f"{mask.dtype} {tuple(mask.shape)}")
 
-    def embed_tracks(self, tracks: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def embed_tracks(self, tracks: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Track embeddings ``(B, T, D)`` from ``tracks (B, T, N)``.
 
         Only real tracks (``mask`` True) go through the encoder; padded slots get
@@ -188,8 +192,8 @@ class DiffMST(nn.Module):
         return self.reference_encoder(reference.reshape(B * C, N)).view(B, C, -1)
 
     def predict_params(
-        self, tracks: torch.Tensor, reference: torch.Tensor, mask: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, tracks: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Console parameters for a multitrack and a reference, without rendering.
 
         Args:
@@ -208,9 +212,9 @@ class DiffMST(nn.Module):
         return self.controller(track_emb, ref_emb, mask)
 
     def forward(
-        self, tracks: torch.Tensor, reference: torch.Tensor, mask: Optional[torch.Tensor] = None,
+        self, tracks: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None = None,
         render: bool = True,
-    ) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Mix ``tracks`` in the style of ``reference``.
 
         Args:
@@ -231,7 +235,7 @@ class DiffMST(nn.Module):
 
     @torch.no_grad()
     def attention_maps(
-        self, tracks: torch.Tensor, reference: torch.Tensor, mask: Optional[torch.Tensor] = None,
+        self, tracks: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Controller attention ``(B, layers, heads, T+3, T+3)`` over
         ``[track_1..track_T, ref_L, ref_R, master]`` (see

@@ -2,21 +2,23 @@
 
 Used by :mod:`diffmst_lite.train`. A checkpoint is one ``torch.save`` dict that
 loads with ``weights_only=True`` (RNG states are stored as tensors and numbers),
-written atomically (a temp file in the same folder, then ``os.replace``), so a
-crash never leaves a half-written ``last.pt``.
+written atomically (:mod:`diffmst_lite.files`), so a crash never leaves a
+half-written ``last.pt``.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import random
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
+
+from .files import atomic_path
+from .model import DiffMST
 
 
 def rng_state() -> dict[str, Any]:
@@ -40,18 +42,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                    config: Any) -> None:
-    """Atomic write (temp file in the same folder, then ``os.replace``) of
-    ``{config, model, optimizer, step, rng, train_config}``."""
-    ckpt = {"config": model.config_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "step": step, "rng": rng_state(), "train_config": asdict(config)}
-    tmp = path.with_name(f".{path.name}.tmp")  # same folder: os.replace is atomic
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+def save_checkpoint(path: Path, model: DiffMST, optimizer: torch.optim.Optimizer, step: int, config: Any) -> None:
+    """The model's checkpoint (:meth:`DiffMST.save_checkpoint`, atomic) plus what resuming needs:
+    ``optimizer``, ``step``, ``rng`` (:func:`rng_state`) and ``train_config``."""
+    model.save_checkpoint(path, extra={"optimizer": optimizer.state_dict(), "step": step, "rng": rng_state(),
+                                       "train_config": asdict(config)})
 
 
-def read_log(path: Path, max_step: Optional[int] = None) -> list[dict]:
+def read_log(path: Path, max_step: int | None = None) -> list[dict]:
     """Rows of ``log.csv`` as dicts of floats (``step`` as int), up to ``max_step``."""
     if not path.is_file():
         return []
@@ -62,13 +60,12 @@ def read_log(path: Path, max_step: Optional[int] = None) -> list[dict]:
 
 
 def write_log(path: Path, history: list[dict]) -> None:
+    """Write ``history`` (one dict per logged step) as ``log.csv``, atomically."""
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, path)
 
 
 def plot_log(path: Path, history: list[dict], title: str) -> None:
@@ -83,4 +80,5 @@ def plot_log(path: Path, history: list[dict], title: str) -> None:
     ax.set(xlabel="step", ylabel="training loss", title=title, yscale="log")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)

@@ -35,6 +35,8 @@ import soundfile as sf
 import torch
 
 from .audio import integrated_loudness
+from .data import write_musdb_setup
+from .synth import render_song
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def styled_mix(stems: np.ndarray, sample_rate: int, seed: int,
     peak = float(np.abs(mix).max()) * 10 ** (gain_db / 20)
     if peak > 0.99:
         gain_db += 20 * np.log10(0.99 / peak)
-    names = [f"{n}.{c}" for n in names for c in "LR"] if names else None
+    names = [f"{n}_{c}" for n in names for c in "LR"] if names else None
     info = {"target_lufs": round(target, 2), "loudness_gain_db": round(float(gain_db), 3),
             "track_params": [[float(f"{v:.9g}") for v in row] for row in track_params[0].tolist()],
             "master_params": [float(f"{v:.9g}") for v in master_params[0].tolist()],
@@ -120,9 +122,6 @@ def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: in
         ``{"root", "renderer", "train": [song dirs], "test": [song dirs], "validation": [names]}``.
     """
     from tqdm.auto import tqdm
-
-    from .data import write_musdb_setup
-    from .synth import render_song  # synth re-exports this module's names: import late
 
     root = Path(root)
     test_songs = max(2, num_songs // 4) if test_songs is None else test_songs

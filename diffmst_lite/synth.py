@@ -33,9 +33,8 @@ import soundfile as sf
 import torch
 
 from .audio import resample
-from .songs import make_songs, styled_mix  # noqa: F401  (re-exported: `from diffmst_lite.synth import make_songs`)
+from .data import STEM_NAMES
 
-STEMS = ("drums", "bass", "other", "vocals")  # MUSDB stem order (stem ids 1..4)
 EXTRA_STEMS = ("keys", "strings", "percussion", "counter", "pad", "guitar", "brass", "organ")
 SOUNDFONT_PATHS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -185,7 +184,7 @@ def _melody(score: Score, part: Part, rng: np.random.Generator, bars: int, low: 
 
 
 def compose(seed: int, seconds: float, extra_stems: int = 0) -> Score:
-    """Compose a song from ``seed`` (deterministic). Parts: ``STEMS`` then the first
+    """Compose a song from ``seed`` (deterministic). Parts: ``STEM_NAMES`` then the first
     ``extra_stems`` of ``EXTRA_STEMS``. Returns a :class:`Score`."""
     if not 0 <= extra_stems <= len(EXTRA_STEMS):
         raise ValueError(f"extra_stems must be in 0..{len(EXTRA_STEMS)}, got {extra_stems}")

@@ -32,25 +32,25 @@ under DDP: ``torchrun --nproc_per_node 2 -m diffmst_lite train ...``.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from .controller import ControllerConfig
-from .data import Method1Dataset, Method2Dataset, collate_tracks, load_songs
+from .data import load_songs
+from .datasets import Method1Dataset, Method2Dataset, collate_tracks
 from .encoder import EncoderConfig
 from .losses import AudioFeatureLoss, MRSTFTLoss
-from .model import DiffMST, DiffMSTConfig
-from .rundir import plot_log, read_log, rng_state, save_checkpoint, set_rng_state, write_log  # noqa: F401 (re-exported)
+from .model import DiffMST, DiffMSTConfig, read_checkpoint
+from .rundir import plot_log, read_log, save_checkpoint, set_rng_state, write_log
 
 LOSSES = ("mrstft", "af", "mrstft+af", "param")
 # settings a resumed run must share with the checkpoint (steps, logging, workers may change)
@@ -63,9 +63,9 @@ class TrainConfig:
     """Everything a training run depends on (stored in every checkpoint as ``train_config``)."""
 
     method: int = 1  # 1: self-supervised random mixes; 2: real mix of another song as reference
-    loss: Optional[str] = None  # mrstft | af | mrstft+af | param (Method 2: af only); None: mrstft (1), af (2)
+    loss: str | None = None  # mrstft | af | mrstft+af | param (Method 2: af only); None: mrstft (1), af (2)
     tracks: int = 8  # most tracks per example (8 or 16; MUSDB has 8, the rest are masked)
-    data: Optional[str] = None  # MUSDB18(-HQ) root or synthetic tree; "toy": out/toy_data; None: $MUSDB_PATH
+    data: str | None = None  # MUSDB18(-HQ) root or synthetic tree; "toy": out/toy_data; None: $MUSDB_PATH
     out: str = "runs/diffmst"  # the run directory
     steps: int = 1000  # optimiser steps in total (a resumed run continues to this number)
     batch_size: int = 4  # examples per step and per process
@@ -77,7 +77,7 @@ class TrainConfig:
     preset: str = "lite"  # lite | paper | tiny (tests and demos)
     af_weight: float = 1.0  # weight of the AF term in mrstft+af
     target_lufs: float = -16.0  # prediction and target/reference loudness before the loss
-    init: Optional[str] = None  # checkpoint whose weights start the run (MRSTFT -> AF fine-tune)
+    init: str | None = None  # checkpoint whose weights start the run (MRSTFT -> AF fine-tune)
     resume: bool = False  # continue from out/last.pt (weights, optimiser, step, RNG states)
     force: bool = False  # start afresh in an out that holds a run
     checkpoint_every: int = 500  # steps (0: only the final last.pt)
@@ -86,8 +86,8 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers (batches are the same for any number)
     threads: int = 1  # torch intra-op threads, set for the process (0: torch's default); see module doc
     overfit: bool = False  # train on the first batch only: a sanity check, the loss must fall
-    references: Optional[str] = None  # Method 2: a folder of full mixes as references
-    device: Optional[str] = None  # None: cuda:LOCAL_RANK if available, else cpu
+    references: str | None = None  # Method 2: a folder of full mixes as references
+    device: str | None = None  # None: cuda:LOCAL_RANK if available, else cpu
 
     def __post_init__(self) -> None:
         if self.loss is None:
@@ -137,7 +137,7 @@ def setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
 
 def toy_songs(root: Path, sample_rate: int, seconds: float, seed: int, progress: bool = True) -> Path:
     """Six short synthetic songs (numpy renderer) in ``root`` unless already there."""
-    from .synth import make_songs
+    from .songs import make_songs
 
     if not (root / "train").is_dir():
         make_songs(root, num_songs=6, seconds=max(4.0, 1.5 * seconds), seed=seed, test_songs=1,
@@ -177,8 +177,8 @@ class StyleLoss(torch.nn.Module):
         ffts = tuple(n for n in (512, 2048, 8192) if n // 2 < num_samples)
         self.mrstft = MRSTFTLoss(config.sample_rate, config.target_lufs, fft_sizes=ffts)
 
-    def forward(self, mix: Optional[torch.Tensor], batch: dict, track_params: Optional[torch.Tensor] = None,
-                master_params: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, mix: torch.Tensor | None, batch: dict, track_params: torch.Tensor | None = None,
+                master_params: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of a predicted ``mix (B, 2, N)`` (or, for ``param``, of the predicted
         ``track_params (B, T, P)`` / ``master_params (B, Pm)``) against ``batch``."""
         if self.kind == "param":
@@ -221,7 +221,109 @@ def prepare_run_dir(config: TrainConfig) -> Path:
     return out
 
 
-def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool = True) -> dict:
+def read_resume_checkpoint(config: TrainConfig, out: Path) -> dict | None:
+    """``out/last.pt`` when resuming (None otherwise), after checking that the settings in
+    ``FIXED_ON_RESUME`` match the run's."""
+    if not config.resume:
+        return None
+    ckpt = read_checkpoint(out / "last.pt")
+    saved = ckpt["train_config"]
+    diff = [f"{k}={getattr(config, k)!r} (checkpoint: {saved[k]!r})" for k in FIXED_ON_RESUME
+            if k in saved and getattr(config, k) != saved[k]]
+    if diff:
+        raise ValueError("--resume with settings that differ from the run's: " + ", ".join(diff))
+    return ckpt
+
+
+def training_songs(config: TrainConfig, out: Path, rank: int, world: int, progress: bool) -> list:
+    """The songs of ``config.data`` (``"toy"``: six synthetic songs that rank 0 writes to
+    ``out/toy_data`` while the other ranks wait; None: ``$MUSDB_PATH``)."""
+    data = config.data or os.environ.get("MUSDB_PATH")
+    if not data:
+        raise ValueError("no data: pass --data PATH (MUSDB18 root or synthetic tree), --data toy, "
+                         "or set MUSDB_PATH")
+    if data == "toy":
+        data = out / "toy_data"
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            toy_songs(data, config.sample_rate, config.seconds, config.seed, progress)
+        if world > 1:
+            dist.barrier()
+    elif not Path(data).expanduser().exists():
+        raise FileNotFoundError(f"data path {data} does not exist")
+    # absolute: musdb mis-joins a relative root with the setup file's path
+    return load_songs(Path(data).expanduser().resolve(), subset="train", split="train",
+                      sample_rate=config.sample_rate)
+
+
+def initial_state(config: TrainConfig, device: torch.device, ckpt: dict | None, out: Path, rank: int
+                  ) -> tuple[DiffMST, torch.optim.Optimizer, int, list[dict]]:
+    """``(model, optimizer, start step, log history)``: fresh from the seed, or as the
+    checkpoint ``ckpt`` left them; ``--force`` deletes an old run's files (rank 0)."""
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        return model, optimizer, int(ckpt["step"]), read_log(out / "log.csv", max_step=int(ckpt["step"]))
+    if config.force and rank == 0:
+        for old in [*out.glob("step_*.pt"), out / "last.pt", out / "log.csv", out / "loss.png"]:
+            old.unlink(missing_ok=True)
+    return model, optimizer, 0, []
+
+
+def batches(config: TrainConfig, dataset: torch.utils.data.Dataset, start: int, rank: int, world: int):
+    """The batches of steps ``start..config.steps-1`` for this rank (``overfit``: the first one again)."""
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, collate_fn=collate_tracks, num_workers=config.num_workers,
+        sampler=StepSampler(0 if config.overfit else start, 1 if config.overfit else config.steps,
+                            config.batch_size, rank, world))
+    return itertools.repeat(next(iter(loader)), config.steps - start) if config.overfit else loader
+
+
+def train_step(net: torch.nn.Module, model: DiffMST, optimizer: torch.optim.Optimizer, criterion: StyleLoss,
+               batch: dict, config: TrainConfig, device: torch.device, step: int
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """One optimiser step on ``batch``; returns ``(loss, {term: value})``. ``step`` (1-based) names
+    the step in the error a non-finite loss raises."""
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    mix, track_params, master_params = net(batch["tracks"], batch["reference"], batch["mask"],
+                                           render=config.loss != "param")
+    loss, terms = criterion(mix, batch, track_params, master_params)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {float(loss)} at step {step}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return loss, terms
+
+
+def mean_over_ranks(loss: torch.Tensor, terms: dict[str, float], world: int) -> dict[str, float]:
+    """``{"loss", **terms}`` averaged over all ranks (a no-op in one process)."""
+    values = torch.tensor([loss.item(), *terms.values()], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(values)
+        values /= world
+    return dict(zip(["loss", *terms], values.tolist()))
+
+
+def save_run(out: Path, model: DiffMST, optimizer: torch.optim.Optimizer, step: int, config: TrainConfig,
+             history: list[dict]) -> None:
+    """``last.pt`` (and ``step_XXXXXXX.pt`` every ``checkpoint_every`` steps), ``log.csv``, ``loss.png``."""
+    save_checkpoint(out / "last.pt", model, optimizer, step, config)
+    if config.checkpoint_every and step % config.checkpoint_every == 0:
+        save_checkpoint(out / f"step_{step:07d}.pt", model, optimizer, step, config)
+    write_log(out / "log.csv", history)
+    plot_log(out / "loss.png", history, f"Method {config.method}, {config.loss} loss")
+
+
+def train(config: TrainConfig, songs: Sequence | None = None, progress: bool = True) -> dict:
     """Train a :class:`DiffMST` as ``config`` says, on ``songs`` (:class:`~diffmst_lite.data.Song` s,
     e.g. in memory; None loads ``config.data``), with a tqdm bar if ``progress`` (rank 0).
 
@@ -234,53 +336,13 @@ def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool 
     out = prepare_run_dir(config)
     if config.threads:
         torch.set_num_threads(config.threads)
-    ckpt = None
-    if config.resume:
-        ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-        saved = ckpt["train_config"]
-        diff = [f"{k}={getattr(config, k)!r} (checkpoint: {saved[k]!r})" for k in FIXED_ON_RESUME
-                if k in saved and getattr(config, k) != saved[k]]
-        if diff:
-            raise ValueError("--resume with settings that differ from the run's: " + ", ".join(diff))
-
-    # data (rank 0 makes the toy songs; the others wait for it)
+    ckpt = read_resume_checkpoint(config, out)
     if songs is None:
-        data = config.data or os.environ.get("MUSDB_PATH")
-        if not data:
-            raise ValueError("no data: pass --data PATH (MUSDB18 root or synthetic tree), --data toy, "
-                             "or set MUSDB_PATH")
-        if data == "toy":
-            data = out / "toy_data"
-            if rank == 0:
-                out.mkdir(parents=True, exist_ok=True)
-                toy_songs(data, config.sample_rate, config.seconds, config.seed, progress)
-            if world > 1:
-                dist.barrier()
-        elif not Path(data).expanduser().exists():
-            raise FileNotFoundError(f"data path {data} does not exist")
-        # absolute: musdb mis-joins a relative root with the setup file's path
-        songs = load_songs(Path(data).expanduser().resolve(), subset="train", split="train",
-                           sample_rate=config.sample_rate)
+        songs = training_songs(config, out, rank, world, progress)
     dataset = build_dataset(config, songs, examples=config.steps * world * config.batch_size)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-
-    # model, optimiser, state
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    model = build_model(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start, history = 0, []
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start = int(ckpt["step"])
-        set_rng_state(ckpt["rng"])
-        history = read_log(out / "log.csv", max_step=start)
-    elif config.force and rank == 0:
-        for old in [*out.glob("step_*.pt"), out / "last.pt", out / "log.csv", out / "loss.png"]:
-            old.unlink(missing_ok=True)
+    model, optimizer, start, history = initial_state(config, device, ckpt, out, rank)
     net = model
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -288,111 +350,26 @@ def train(config: TrainConfig, songs: Optional[Sequence] = None, progress: bool 
     num_samples = round(config.seconds * config.sample_rate / (2 if config.method == 1 else 1))
     criterion = StyleLoss(config, num_samples).to(device)
 
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, collate_fn=collate_tracks, num_workers=config.num_workers,
-        sampler=StepSampler(0 if config.overfit else start, 1 if config.overfit else config.steps,
-                            config.batch_size, rank, world))
-    if config.overfit:  # the same (first) batch at every step
-        loader = itertools.repeat(next(iter(loader)), config.steps - start)
     bar = tqdm(total=config.steps, initial=start, disable=not progress or rank != 0, desc="train", unit="step")
     model.train()
     t0, step = time.perf_counter(), start
     last_log, offset = (start, t0), (history[-1]["seconds"] if history else 0.0)
-    for batch in loader:
-        tracks, reference, mask = (batch[k].to(device) for k in ("tracks", "reference", "mask"))
-        for key in ("target", "track_params", "master_params"):
-            if key in batch:
-                batch[key] = batch[key].to(device)
-        batch["reference"], batch["mask"] = reference, mask
-        mix, track_params, master_params = net(tracks, reference, mask, render=config.loss != "param")
-        loss, terms = criterion(mix, batch, track_params, master_params)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss)} at step {step + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+    for batch in batches(config, dataset, start, rank, world):
+        loss, terms = train_step(net, model, optimizer, criterion, batch, config, device, step + 1)
         step += 1
         bar.update(1)
-
         final = step == config.steps
         if (config.log_every and step % config.log_every == 0) or final:
-            values = torch.tensor([loss.item(), *terms.values()], dtype=torch.float64)
-            if world > 1:  # log the mean over all ranks
-                dist.all_reduce(values)
-                values /= world
             now = time.perf_counter()
-            row = {"step": step, "loss": float(values[0]), **dict(zip(terms, values[1:].tolist())),
-                   "seconds": offset + now - t0, "seconds_per_step": (now - last_log[1]) / (step - last_log[0])}
+            history.append({"step": step, **mean_over_ranks(loss, terms, world), "seconds": offset + now - t0,
+                            "seconds_per_step": (now - last_log[1]) / (step - last_log[0])})
             last_log = (step, now)
-            history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
         if rank == 0 and ((config.checkpoint_every and step % config.checkpoint_every == 0) or final):
-            save_checkpoint(out / "last.pt", model, optimizer, step, config)
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                save_checkpoint(out / f"step_{step:07d}.pt", model, optimizer, step, config)
-            write_log(out / "log.csv", history)
-            plot_log(out / "loss.png", history, f"Method {config.method}, {config.loss} loss")
+            save_run(out, model, optimizer, step, config, history)
     bar.close()
     if world > 1:
         dist.barrier()
     elapsed = time.perf_counter() - t0
     return {"history": history, "checkpoint": str(out / "last.pt"), "model": model,
             "seconds_per_step": elapsed / max(step - start, 1)}
-
-
-def add_arguments(p) -> None:
-    """The ``diffmst-lite train`` options (defaults None: :class:`TrainConfig`'s, or on
-    ``--resume`` the run's own)."""
-    p.add_argument("--method", type=int, choices=(1, 2), help="1: random mixes (default), 2: real references")
-    p.add_argument("--loss", choices=LOSSES, help="default: mrstft (Method 1), af (Method 2); "
-                   "param: regress Method 1's known settings (a warm-up, beyond the paper)")
-    p.add_argument("--tracks", type=int, choices=(8, 16), help="most tracks per example (default 8)")
-    p.add_argument("--data", help="MUSDB18(-HQ) root or synthetic tree, or 'toy' (default $MUSDB_PATH)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, log.csv, loss.png)")
-    p.add_argument("--steps", type=int, help="total optimiser steps (default 1000)")
-    p.add_argument("--batch-size", type=int, help="examples per step per process (default 4)")
-    p.add_argument("--seconds", type=float, help="segment length t; Method 1 uses halves t/2 (default 10)")
-    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
-    p.add_argument("--sample-rate", type=int, help="Hz (default 22050)")
-    p.add_argument("--preset", choices=("lite", "paper", "tiny"), help="model size (default lite)")
-    p.add_argument("--af-weight", type=float, help="weight of AF in mrstft+af (default 1)")
-    p.add_argument("--init", metavar="CKPT", help="start from these weights (e.g. MRSTFT -> AF fine-tune)")
-    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt (weights, optimiser, RNG)")
-    p.add_argument("--force", action="store_true", help="start afresh in a RUN_DIR that holds a run")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
-    p.add_argument("--log-every", type=int, help="steps between log rows (default 10)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default 1; 0: torch's default)")
-    p.add_argument("--overfit", action="store_true", help="train on one fixed batch (sanity check)")
-    p.add_argument("--references", metavar="DIR", help="Method 2: folder of full mixes used as references")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def config_from_args(args) -> TrainConfig:
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)  # flags: only if set
-             if getattr(args, f.name, None) is not None and getattr(args, f.name) is not False}
-    base: dict = {}
-    last = Path(args.out) / "last.pt"
-    if args.resume and last.is_file():  # unspecified settings come from the run itself
-        base = torch.load(last, map_location="cpu", weights_only=True)["train_config"]
-        base = {k: v for k, v in base.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
-        base.update(init=None, force=False)
-    return TrainConfig(**{**base, **given})
-
-
-def run_from_args(args) -> None:
-    """Handler of ``diffmst-lite train``."""
-    config = config_from_args(args)
-    result = train(config, progress=not args.no_progress)
-    if int(os.environ.get("RANK", 0)) == 0 and result["history"]:
-        row = result["history"][-1]
-        print(f"step {row['step']}: loss {row['loss']:.4f}; {result['seconds_per_step']:.3f} s/step; "
-              f"wrote {result['checkpoint']}")
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-

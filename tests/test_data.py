@@ -7,9 +7,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from diffmst_lite.data import (Method1Dataset, Method2Dataset, Song, collate_tracks, load_songs, open_musdb,
-                               reference_songs)
-from diffmst_lite.synth import make_songs
+from diffmst_lite.data import Song, load_songs, open_musdb, reference_songs
+from diffmst_lite.datasets import Method1Dataset, Method2Dataset, collate_tracks
+from diffmst_lite.songs import make_songs
 
 SR = 22050
 SECONDS = 1.0
@@ -63,7 +63,7 @@ def test_clear_errors_for_missing_path(tmp_path, monkeypatch):
 
 def test_song_tracks_mixture_and_segments(root, songs):
     song = songs[0]
-    assert song.track_names == ["drums.L", "drums.R", "bass.L", "bass.R", "other.L", "other.R", "vocals.L", "vocals.R"]
+    assert song.track_names == ["drums_L", "drums_R", "bass_L", "bass_R", "other_L", "other_R", "vocals_L", "vocals_R"]
     assert song.num_samples == round(2.0 * SR) and song.cache  # small data set: cached in memory
     tracks, mix = song.audio()
     assert tracks.shape == (8, song.num_samples) and mix.shape == (2, song.num_samples)
@@ -104,8 +104,8 @@ def test_stem_mp4_tree(root, songs, tmp_path):
 def test_extra_stems_give_more_than_8_tracks(extra_root):
     (song,) = load_songs(extra_root, sample_rate=SR)
     assert song.num_tracks == 16
-    assert song.track_names[8:] == ["counter.L", "counter.R", "keys.L", "keys.R", "percussion.L", "percussion.R",
-                                    "strings.L", "strings.R"]
+    assert song.track_names[8:] == ["counter_L", "counter_R", "keys_L", "keys_R", "percussion_L", "percussion_R",
+                                    "strings_L", "strings_R"]
     ex = Method1Dataset([song], seconds=SECONDS, max_tracks=16, examples=1)[0]
     assert ex["tracks"].shape[0] > 8 and ex["track_params"].shape[0] == ex["tracks"].shape[0]
 

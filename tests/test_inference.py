@@ -124,7 +124,7 @@ def test_evaluation_reports_the_paper_columns_for_every_system(tmp_path):
 def unseen_songs(tmp_path_factory):
     """4 synthetic songs from a seed no training song used, at the shipped model's rate."""
     from diffmst_lite.data import load_songs
-    from diffmst_lite.synth import make_songs
+    from diffmst_lite.songs import make_songs
 
     root = tmp_path_factory.mktemp("unseen")
     make_songs(root, num_songs=0, seconds=12, seed=4242, test_songs=4, sample_rate=22050, progress=False)

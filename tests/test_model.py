@@ -289,14 +289,12 @@ def test_checkpoint_roundtrip(model: DiffMST, tmp_path) -> None:
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-def test_old_config_without_freq_pool_loads_as_before() -> None:
-    """Checkpoints written before ``freq_pool`` / ``freq_reduce`` existed: no band
-    averaging, mean over frequency."""
+def test_config_round_trips_and_a_missing_field_is_an_error() -> None:
     d = dataclasses.asdict(DiffMSTConfig(SR))
-    del d["encoder"]["freq_pool"], d["encoder"]["freq_reduce"], d["encoder"]["bands"], d["controller"]["input_norm"]
-    old = DiffMSTConfig.from_dict(d)
-    assert old.encoder.freq_pool == 1 and old.encoder.freq_reduce == "mean" and old.encoder.bands == 0
-    assert not old.controller.input_norm
+    assert dataclasses.asdict(DiffMSTConfig.from_dict(d)) == d
+    del d["controller"]["input_norm"]
+    with pytest.raises(ValueError, match=r"controller misses \['input_norm'\]"):
+        DiffMSTConfig.from_dict(d)
 
 
 @pytest.mark.parametrize("config", [EncoderConfig.lite(), EncoderConfig(freq_reduce="flatten", freq_pool=1),

@@ -8,7 +8,9 @@ import soundfile as sf
 import torch
 
 from diffmst_lite import synth
-from diffmst_lite.synth import SCALES, STEMS, compose, find_soundfont, make_songs, render_song
+from diffmst_lite.data import STEM_NAMES
+from diffmst_lite.songs import make_songs
+from diffmst_lite.synth import SCALES, compose, find_soundfont, render_song
 
 SR = 22050
 
@@ -41,7 +43,7 @@ def test_stems_audible_stereo_and_not_clipping(tree):
     root, info = tree
     for song in info["train"]:
         lengths = set()
-        for name in ("mixture", *STEMS):
+        for name in ("mixture", *STEM_NAMES):
             x, sr = read(f"{song}/{name}.wav")
             assert sr == SR and x.shape[0] == 2
             lengths.add(x.shape[1])
@@ -55,7 +57,7 @@ def test_stems_are_level_and_stereo_varied(tree):
     root, info = tree
     levels, balances = [], []
     for song in info["train"]:
-        for name in STEMS:
+        for name in STEM_NAMES:
             x, _ = read(f"{song}/{name}.wav")
             power = np.mean(x.astype(np.float64) ** 2, axis=1)
             levels.append(10 * np.log10(power.sum()))
@@ -69,7 +71,7 @@ def test_mixture_is_styled_mix_not_sum(tree):
     root, info = tree
     for song in info["train"]:
         mix, _ = read(f"{song}/mixture.wav")
-        stems = np.sum([read(f"{song}/{s}.wav")[0] for s in STEMS], axis=0)
+        stems = np.sum([read(f"{song}/{s}.wav")[0] for s in STEM_NAMES], axis=0)
         assert mix.shape == stems.shape
         assert np.linalg.norm(mix - stems) / np.linalg.norm(stems) > 0.2
         loudness = pyloudnorm.Meter(SR).integrated_loudness(mix.T.astype(np.float64))
@@ -85,7 +87,7 @@ def test_mixture_rerenders_from_metadata(tree):
     meta = json.loads(open(f"{song}/synth.json").read())
     assert meta["synthetic"] and meta["sample_rate"] == SR and 80 <= meta["tempo_bpm"] <= 140
     assert meta["renderer"] == info["renderer"]
-    stems = np.concatenate([read(f"{song}/{s}.wav")[0] for s in STEMS])  # (8, N): L/R per stem
+    stems = np.concatenate([read(f"{song}/{s}.wav")[0] for s in STEM_NAMES])  # (8, N): L/R per stem
     m = meta["mixture"]
     with torch.no_grad():
         mix = MixingConsole(SR)(torch.from_numpy(stems)[None], torch.tensor([m["track_params"]]),
@@ -95,7 +97,7 @@ def test_mixture_rerenders_from_metadata(tree):
     # stems were rounded to 16 bit after mixing: allow a small error
     assert np.max(np.abs(mix - stored)) < 2e-3
     sheet = m["sheet"]
-    assert [t["name"] for t in sheet["tracks"]][:3] == ["drums.L", "drums.R", "bass.L"]
+    assert [t["name"] for t in sheet["tracks"]][:3] == ["drums_L", "drums_R", "bass_L"]
     assert len(sheet["tracks"]) == 8 and -1 <= sheet["tracks"][0]["pan"] <= 1 and "compressor" in sheet["master"]
 
 
@@ -104,10 +106,10 @@ def test_render_is_deterministic_per_seed():
     b, meta_b = render_song(5, 2.0, SR)
     c, _ = render_song(6, 2.0, SR)
     assert meta_a == meta_b
-    for name in STEMS:
+    for name in STEM_NAMES:
         assert np.array_equal(a[name], b[name])
         assert a[name].shape == c[name].shape == (2, 2 * SR)
-    assert any(not np.allclose(a[n], c[n]) for n in STEMS)
+    assert any(not np.allclose(a[n], c[n]) for n in STEM_NAMES)
 
 
 def test_make_songs_deterministic_and_refuses_overwrite(tmp_path):
@@ -127,7 +129,7 @@ def test_make_songs_deterministic_and_refuses_overwrite(tmp_path):
 def test_extra_stems(tmp_path):
     info = make_songs(tmp_path, 1, 1.5, seed=2, test_songs=0, sample_rate=SR, extra_stems=3, progress=False)
     names = sorted(p.stem for p in (tmp_path / "train" / "synth_train_0000").glob("*.wav"))
-    assert names == sorted(["mixture", *STEMS, *synth.EXTRA_STEMS[:3]])
+    assert names == sorted(["mixture", *STEM_NAMES, *synth.EXTRA_STEMS[:3]])
     meta = json.loads(open(f"{info['train'][0]}/synth.json").read())
     assert len(meta["mixture"]["track_params"]) == 14  # 7 stereo stems -> 14 mono tracks
     with pytest.raises(ValueError):
@@ -140,7 +142,7 @@ def test_composition_is_musical():
         scale = {(score.key + s) % 12 for s in SCALES[score.mode]}
         assert 80 <= score.tempo <= 140 and len(score.progression) == 4
         parts = {p.name: p for p in score.parts}
-        assert [p.name for p in score.parts][:4] == list(STEMS) and parts["drums"].is_drum
+        assert [p.name for p in score.parts][:4] == list(STEM_NAMES) and parts["drums"].is_drum
         assert {36, 42} <= {n[0] for n in parts["drums"].notes}  # kick and hats
         for name in ("bass", "vocals", "other", "keys", "counter"):
             notes = parts[name].notes

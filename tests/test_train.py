@@ -19,9 +19,10 @@ import torch
 
 from diffmst_lite.data import Song
 from diffmst_lite.model import DiffMST
-from diffmst_lite.synth import make_songs
+from diffmst_lite.songs import make_songs
 from diffmst_lite.cli import main as cli_main
-from diffmst_lite.train import TrainConfig, parameter_loss, read_log, train
+from diffmst_lite.rundir import read_log
+from diffmst_lite.train import TrainConfig, parameter_loss, train
 
 SR = 8000
 
