@@ -72,6 +72,16 @@ class ConsoleUI:
         self.controls[key] = control
         return control
 
+    def _fader_and_pan(self, name: str, specs: list[P.ParamSpec], height: str, knob_width: str) -> W.Widget:
+        """A track's vertical fader and pan knob (``<name>.gain_db``, ``<name>.pan``), ranges from ``specs``."""
+        fader = self._add(f"{name}.gain_db", slider(specs[P.GAIN], 0.0, width="90px", height=height))
+        fader.orientation, fader.description = "vertical", "dB"
+        pan = specs[P.LAST]
+        knob = self._add(f"{name}.pan", W.FloatSlider(
+            value=0.0, min=pan.low, max=pan.high, step=(pan.high - pan.low) / 40, description="pan",
+            continuous_update=False, layout=W.Layout(width=knob_width), style={"description_width": "30px"}))
+        return W.VBox([W.Label(name), fader, knob], layout=W.Layout(align_items="center"))
+
     def _changed(self, key: str, value: Any) -> None:
         if self._muted:
             return
@@ -133,15 +143,8 @@ class MixerWidget(ConsoleUI):
         self.names = list(names)
         self.gains_db = np.zeros(len(names))
         self.pans = np.zeros(len(names))
-        spec = P.ParamSpec("gain_db", -48.0, 24.0, unit="dB")
-        strips = []
-        for name in self.names:
-            fader = self._add(f"{name}.gain_db", slider(spec, 0.0, width="90px", height="180px"))
-            fader.orientation, fader.description = "vertical", "dB"
-            knob = self._add(f"{name}.pan", W.FloatSlider(value=0.0, min=-1, max=1, step=0.05, description="pan",
-                                                           continuous_update=False, layout=W.Layout(width="150px"),
-                                                           style={"description_width": "30px"}))
-            strips.append(W.VBox([W.Label(name), fader, knob], layout=W.Layout(align_items="center")))
+        specs = P.track_param_specs(sample_rate)
+        strips = [self._fader_and_pan(name, specs, height="180px", knob_width="150px") for name in self.names]
         self.ui = W.VBox([W.HBox(strips), self.output])
 
     def _set(self, key: str, value: float) -> None:
@@ -272,14 +275,7 @@ class ConsoleWidget(ConsoleUI):
         self.track_values = P.to_physical(P.neutral_params(specs).double(), specs).repeat(len(names), 1)
         self.master_values = P.to_physical(P.neutral_params(mspecs).double(), mspecs)
         self._cache: dict[int, tuple[bytes, torch.Tensor]] = {}
-        strips = []
-        for name in self.names:
-            fader = self._add(f"{name}.gain_db", slider(specs[P.GAIN], 0.0, width="90px", height="160px"))
-            fader.orientation, fader.description = "vertical", "dB"
-            knob = self._add(f"{name}.pan", W.FloatSlider(value=0.0, min=-1, max=1, step=0.05, description="pan",
-                                                           continuous_update=False, layout=W.Layout(width="140px"),
-                                                           style={"description_width": "30px"}))
-            strips.append(W.VBox([W.Label(name), fader, knob], layout=W.Layout(align_items="center")))
+        strips = [self._fader_and_pan(name, specs, height="160px", knob_width="140px") for name in self.names]
         master = [self._add(f"master.{s.name}", slider(s, 0.0)) for s in (mspecs[P.GAIN], mspecs[P.LAST])]
         select = self._add("select", W.Dropdown(options=self.names + ["master"], value=self.names[0],
                                                 description="EQ/comp of"))

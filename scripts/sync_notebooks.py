@@ -35,6 +35,8 @@ CONFIG = ROOT / "_config.yml"
 NOTEBOOKS = ROOT / "notebooks"
 PACKAGE = "diffmst-lite"  # the distribution name in pyproject.toml
 MARKER = "# Colab install cell"
+# chapters 4 and 5 compare the console with dasp-pytorch (an optional extra of the package)
+NOTEBOOK_EXTRAS = ("dasp",)
 INSTALL_TAGS = ["hide-input"]
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
@@ -55,9 +57,9 @@ def repository() -> tuple[str, str]:
     return url, branch
 
 
-def requirement(url: str, branch: str) -> str:
-    """PEP 508 direct reference that pip installs the package from git with."""
-    return f"{PACKAGE} @ git+{url}@{branch}"
+def requirement(url: str, branch: str, extras: tuple[str, ...] = ()) -> str:
+    """PEP 508 direct reference that pip installs the package (with ``extras``) from git with."""
+    return f"{PACKAGE}{'[' + ','.join(extras) + ']' if extras else ''} @ git+{url}@{branch}"
 
 
 def install_cell_source(url: str, branch: str) -> str:
@@ -69,7 +71,7 @@ def install_cell_source(url: str, branch: str) -> str:
         "\n"
         'if "google.colab" in sys.modules:\n'
         "    !apt-get -qq update > /dev/null && apt-get -qq install -y timgm6mb-soundfont > /dev/null\n"
-        f'    %pip install -q "{requirement(url, branch)}"\n'
+        f'    %pip install -q "{requirement(url, branch, NOTEBOOK_EXTRAS)}"\n'
         "    from google.colab import output\n"
         "    output.enable_custom_widget_manager()  # ipywidgets 8 in Colab"
     )

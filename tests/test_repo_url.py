@@ -41,7 +41,9 @@ def parse_install(source: str) -> Requirement:
 def check_requirement(req: Requirement) -> None:
     assert canonicalize_name(req.name) == canonicalize_name(project_name())
     assert req.url == f"git+{URL}@{BRANCH}", req.url
-    assert not req.extras and not req.specifier and req.marker is None
+    assert req.extras == set(sync.NOTEBOOK_EXTRAS) and not req.specifier and req.marker is None
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert set(req.extras) <= set(extras), req.extras
 
 
 def notebook_params():
