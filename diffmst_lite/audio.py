@@ -83,6 +83,11 @@ def resample(x: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
 
 
+def fit_length(x: np.ndarray, n: int) -> np.ndarray:
+    """Crop or zero-pad ``x (..., samples)`` to ``n`` samples."""
+    return x[..., :n] if x.shape[-1] >= n else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
+
+
 def save_audio(path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, force: bool = False) -> Path:
     """Write ``audio (channels, samples)`` as a 32-bit float WAV (nothing clips on disk).
 

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import resample
+from .audio import fit_length, resample
 
 STEM_NAMES = ("drums", "bass", "other", "vocals")  # MUSDB stem ids 1..4
 SETUP_FILE = "diffmst_setup.yaml"  # musdb setup of a synthetic tree (its own validation split)
@@ -122,11 +122,6 @@ def open_musdb(root: str | os.PathLike | None = None, subset: str = "train", spl
 # --------------------------------------------------------------------- songs
 
 
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Crop or zero-pad ``x (C, samples)`` to ``n`` samples."""
-    return x[:, :n] if x.shape[1] >= n else np.pad(x, ((0, 0), (0, n - x.shape[1])))
-
-
 class Song:
     """One song: stems and/or a mixture, read as float32 at ``sample_rate``.
 
@@ -214,7 +209,7 @@ class Song:
         if self.cache:
             if self._cached is None:
                 self._cached = self._load(0, self.num_samples)
-            data = {k: _fit(v[:, start:start + num], num) for k, v in self._cached.items()}
+            data = {k: fit_length(v[:, start:start + num], num) for k, v in self._cached.items()}
         else:
             data = self._load(start, num)
         tracks = [data[s] for s in self.stems]
@@ -226,10 +221,10 @@ class Song:
 
     def _load(self, start: int, num: int) -> dict[str, np.ndarray]:
         if self.native_rate == self.sample_rate:
-            return {k: _fit(v, num) for k, v in self._read(start, num).items()}
+            return {k: fit_length(v, num) for k, v in self._read(start, num).items()}
         s0 = start * self.native_rate // self.sample_rate
         n0 = math.ceil(num * self.native_rate / self.sample_rate) + 1
-        return {k: _fit(resample(torch.from_numpy(v), self.native_rate, self.sample_rate).numpy(), num)
+        return {k: fit_length(resample(torch.from_numpy(v), self.native_rate, self.sample_rate).numpy(), num)
                 for k, v in self._read(s0, n0).items()}
 
     def __repr__(self) -> str:

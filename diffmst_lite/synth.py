@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import resample
+from .audio import fit_length, resample
 from .data import STEM_NAMES
 
 EXTRA_STEMS = ("keys", "strings", "percussion", "counter", "pad", "guitar", "brass", "organ")
@@ -255,11 +255,6 @@ def _soundfont_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Crop or zero-pad ``x (..., samples)`` to ``n`` samples."""
-    return x[..., :n] if x.shape[-1] >= n else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
-
-
 def render_soundfont(part: Part, score: Score, sample_rate: int, soundfont: Path) -> np.ndarray:
     """Render ``part`` with a SoundFont via midirenderer -> ``(2, N)`` float32, N = seconds * sample_rate."""
     import midirenderer
@@ -277,7 +272,7 @@ def render_soundfont(part: Part, score: Score, sample_rate: int, soundfont: Path
     x, sr = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
     if sr != sample_rate:
         x = resample(torch.from_numpy(x.T), sr, sample_rate).numpy().T
-    return _fit(x.T, round(score.seconds * sample_rate)).astype(np.float32)
+    return fit_length(x.T, round(score.seconds * sample_rate)).astype(np.float32)
 
 
 _DRUM_PAN = {42: 0.3, 44: 0.3, 46: 0.3, 49: -0.4, 51: 0.4, 57: 0.4, 62: -0.3, 63: 0.2, 64: 0.4}
