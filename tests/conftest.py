@@ -17,6 +17,18 @@ BUILD_HTML = ROOT / "_build" / "html"
 NOTEBOOKS = ROOT / "notebooks"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    its tensors are small and the 2 cores are shared, where 2 threads thrash."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def toc_files() -> list[str]:
     """Every ``file:`` entry of ``_toc.yml`` (root first), in reading order, no extension."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))

@@ -27,13 +27,7 @@ from diffmst_lite.train import TrainConfig, parameter_loss, train
 SR = 8000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the steps are tiny and the 2 cores are shared (2 threads thrash)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")
