@@ -8,13 +8,11 @@ training configuration (chapter 13 shows it) and the step.
 
 import sys
 
-import torch
-
-from diffmst_lite.model import DiffMST
+from diffmst_lite.model import DiffMST, read_checkpoint
 
 
 def main(source: str, target: str) -> None:
-    ckpt = torch.load(source, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(source)
     model = DiffMST.load_checkpoint(source)
     train_config = dict(ckpt.get("train_config", {}), out=None)
     model.save_checkpoint(target, extra={"train_config": train_config, "step": int(ckpt.get("step", 0)),
