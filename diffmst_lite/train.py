@@ -14,12 +14,15 @@ nanoGPT style: a :class:`TrainConfig` dataclass and one readable loop in :func:`
   reveal (an EQ band's frequency at 0 dB gain) are pulled to their mean.
 
 Prediction and target/reference are loudness-normalised to -16 LUFS inside the
-losses (``target_lufs``). Default sample rate 22050 Hz: half the compute of 44.1 kHz
-and the console scales its frequency ranges with the rate (DESIGN.md §4).
+losses (``target_lufs``). Default sample rate 22050 Hz: half the compute of 44.1 kHz;
+the console's EQ ranges are the same in Hz at every rate, capped at 0.45 fs
+(:func:`diffmst_lite.params.band_freq_ranges`).
 
-CPU threads: one by default. On a shared 2-core machine, torch's default (2 threads)
-made a lite step 5-10x slower than one thread (oversubscription); raise ``threads``
-only on an idle many-core CPU.
+CPU threads: PyTorch's default (one per core) unless ``threads`` says otherwise. On the
+quiet 2-core machine a lite step at the shipped recipe's shape took 0.37 s with 2
+threads and 0.52 s with one. Lower it (``--threads 1``) only when several jobs share
+few cores: OpenMP threads spin while they wait for a core, so oversubscribed jobs
+slow each other down.
 
 Every step's batch is a pure function of ``(seed, step, rank)`` (the datasets draw each
 example from its own generator), so a resumed run repeats exactly what a straight
@@ -84,7 +87,7 @@ class TrainConfig:
     log_every: int = 10  # steps between log rows (the final step is always logged)
     seed: int = 0
     num_workers: int = 0  # DataLoader workers (batches are the same for any number)
-    threads: int = 1  # torch intra-op threads, set for the process (0: torch's default); see module doc
+    threads: int = 0  # torch intra-op threads, set for the process (0: torch's default); see module doc
     overfit: bool = False  # train on the first batch only: a sanity check, the loss must fall
     references: Optional[str] = None  # Method 2: a folder of full mixes as references
     device: Optional[str] = None  # None: cuda:LOCAL_RANK if available, else cpu
@@ -365,7 +368,8 @@ def add_arguments(p) -> None:
     p.add_argument("--log-every", type=int, help="steps between log rows (default 10)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default 1; 0: torch's default)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default 0: PyTorch's default, one per core; "
+                   "1 when several jobs share few cores)")
     p.add_argument("--overfit", action="store_true", help="train on one fixed batch (sanity check)")
     p.add_argument("--references", metavar="DIR", help="Method 2: folder of full mixes used as references")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
