@@ -213,6 +213,43 @@ def gain_computer(
     return (1.0 / ratio - 1.0)[:, None] * (inside.square() / (2 * knee) + (over - knee / 2).clamp_min(0.0))
 
 
+class _TargetGain(torch.autograd.Function):
+    """``db_to_amplitude(gain_computer(...))`` with a hand-written backward.
+
+    Autograd would keep every intermediate of the soft-knee curve, each ``(batch,
+    samples)``; this saves only the level and the output and recomputes the cheap rest
+    in backward (fewer and smaller allocations at long inputs). The gradient is the
+    derivative of :func:`gain_computer`'s expression, checked against autograd in
+    tests/test_gradients.py.
+    """
+
+    @staticmethod
+    def forward(ctx, level_db, threshold_db, ratio, knee_db):
+        target = db_to_amplitude(gain_computer(level_db, threshold_db, ratio, knee_db))
+        ctx.save_for_backward(level_db, threshold_db, ratio, knee_db, target)
+        return target
+
+    @staticmethod
+    def backward(ctx, grad):
+        level_db, threshold_db, ratio, knee_db, target = ctx.saved_tensors
+        knee = knee_db.clamp_min(1e-3)[:, None]
+        slope = (1.0 / ratio - 1.0)[:, None]
+        over = level_db - threshold_db[:, None]
+        inside = torch.minimum((over + knee / 2).clamp_min(0.0), knee)
+        below = over < knee / 2  # knee or below it; above it the curve is a straight line
+        g = grad * target * (math.log(10.0) / 20.0)  # d amplitude / d change in dB
+        d_over = slope * torch.where(below, inside / knee, torch.ones_like(inside))
+        grad_level = g * d_over
+        base = inside.square() / (2 * knee) + (over - knee / 2).clamp_min(0.0)
+        d_knee = torch.where(below, inside / (2 * knee) - inside.square() / (2 * knee.square()), torch.zeros_like(inside))
+        return (
+            grad_level if ctx.needs_input_grad[0] else None,
+            -grad_level.sum(1) if ctx.needs_input_grad[1] else None,
+            -(g * base).sum(1) / ratio.square() if ctx.needs_input_grad[2] else None,
+            (slope[:, 0] * (g * d_knee).sum(1) * (knee_db >= 1e-3)) if ctx.needs_input_grad[3] else None,
+        )
+
+
 def compressor(
     x: torch.Tensor,
     sample_rate: float,
@@ -264,7 +301,7 @@ def compressor_gain(
     # a one-pole smoother is the attack/release recursion with attack == release,
     # which torchcomp runs without the large temporaries of its avg()
     level_db = 10.0 * torch.log10(compressor_core(power, torch.zeros_like(detector), detector, detector))
-    target = db_to_amplitude(gain_computer(level_db, threshold_db, ratio, knee_db))
+    target = _TargetGain.apply(level_db, threshold_db, ratio, knee_db)
     smoothed = compressor_core(
         target,
         torch.ones_like(threshold_db),
