@@ -41,9 +41,10 @@ class AudioFeatureLoss(nn.Module):
     (full-scale units) by default, as in the official Diff-MST code
     (``mst/loss.py``): the paper's weight 0.1 was chosen for it. With RMS in dB
     (``rms_db=True``) the same weight makes the RMS term large: after loudness
-    normalisation, per-channel RMS in dB mostly measures left/right balance
-    (a mix panned 0.5 further left has RMS MSE ~30 dB² against the centred mix,
-    linear RMS ~0.005), so it dominates panned mixes (chapter 7 shows both).
+    normalisation, per-channel RMS in dB mostly measures left/right balance and
+    dominates the loss: in chapter 7 a mix panned 0.5 further left has an RMS MSE of
+    23 dB² (78 % of its AF loss) against linear 0.0024 (0.04 %), and even a master EQ
+    change is 73 % RMS in dB.
 
     Args:
         sample_rate: Hz, for the Bark spectrum.
