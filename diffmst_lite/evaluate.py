@@ -10,9 +10,10 @@ song's mixture). Four systems mix the tracks:
 - ``model``: the trained network's prediction.
 
 Columns are the mean squared errors of each audio feature against the reference
-(``rms``, ``cf`` crest factor, ``sw`` stereo width, ``si`` stereo imbalance,
-``bs`` Bark spectrum) and ``af``, the weighted AF loss; lower is better. Both
-mixes are loudness-normalised to -16 LUFS first.
+(``rms`` linear RMS, ``cf`` crest factor in dB, ``sw`` stereo width, ``si`` stereo
+imbalance, ``bs`` Bark spectrum) and ``af``, the weighted AF loss of
+:class:`~diffmst_lite.losses.AudioFeatureLoss` with its defaults; lower is better.
+Both mixes are loudness-normalised to -16 LUFS first.
 """
 
 from __future__ import annotations
