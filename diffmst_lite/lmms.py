@@ -181,17 +181,23 @@ def lmms_command(project: Path, out: Path, sample_rate: int) -> list[str]:
                       "-o", str(out)]
 
 
-def render(root: ET.Element, sample_rate: int = 44100, name: str = "project", timeout: float = 1800) -> np.ndarray:
-    """Render a project with LMMS -> ``(2, N)`` float32 at ``sample_rate`` (44100..192000)."""
+def render(root: ET.Element, sample_rate: int = 44100, name: str = "project", timeout: float = 1800,
+           attempts: int = 2) -> np.ndarray:
+    """Render a project with LMMS -> ``(2, N)`` float32 at ``sample_rate`` (44100..192000).
+    A failed process is tried again (``attempts`` in all): lmms 1.2.2 now and then exits 1
+    on a project that renders the next time."""
     with tempfile.TemporaryDirectory(prefix="diffmst-lmms-") as tmp:
         project, out = Path(tmp) / "song.mmp", Path(tmp) / "out.wav"
         write_project(root, project)
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-        done = subprocess.run(lmms_command(project, out, sample_rate), cwd=tmp, env=env, capture_output=True,
-                              timeout=timeout)
-        if done.returncode != 0 or not out.is_file():
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise RenderError(f"lmms failed on {name} (exit {done.returncode}): {tail[0]}")
+        for _ in range(attempts):
+            done = subprocess.run(lmms_command(project, out, sample_rate), cwd=tmp, env=env, capture_output=True,
+                                  timeout=timeout)
+            if done.returncode == 0 and out.is_file():
+                break
+        else:
+            lines = [line for line in done.stderr.decode(errors="replace").splitlines() if "%" not in line]
+            raise RenderError(f"lmms failed on {name} (exit {done.returncode}): {(lines or ['no message'])[-1]}")
         x, rate = sf.read(str(out), dtype="float32", always_2d=True)
     if rate != sample_rate:
         raise RenderError(f"lmms wrote {rate} Hz for {name}, asked for {sample_rate}")

@@ -63,20 +63,38 @@ def dry(pm, index: int):
     return solo
 
 
+def crop_midi(pm, seconds: float) -> None:
+    """Drop the notes, controls and bends of ``pm`` that start at or after ``seconds`` (in place;
+    notes that sound across the end are kept whole: the audio is cut after rendering). Each
+    instrument gets an unused controller (CC 110) at ``seconds`` (or the song's end, if sooner)
+    so that it renders that long."""
+    import pretty_midi
+
+    end = min(seconds, pm.get_end_time())
+    for inst in pm.instruments:
+        inst.notes = [n for n in inst.notes if n.start < seconds]
+        inst.control_changes = [c for c in inst.control_changes if c.time < seconds]
+        inst.control_changes.append(pretty_midi.ControlChange(110, 0, end))
+        inst.pitch_bends = [b for b in inst.pitch_bends if b.time < seconds]
+
+
 def render_midi_song(path: str | os.PathLike, sample_rate: int, soundfont: Path,
                      seconds: float | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Render a MIDI file's mix and its instruments one by one.
 
     Returns:
         ``mixture (2, N)`` and ``{track name: (2, N)}`` float32 at ``sample_rate``;
-        ``N`` is the mix's length (or ``seconds`` of it).
+        ``N`` is the mix's length (at most ``seconds``).
     """
     pm = load_midi(path)
+    if seconds is not None:
+        crop_midi(pm, seconds)
     pm.instruments = [inst for inst in pm.instruments if inst.notes]
     if not pm.instruments:
         raise ValueError(f"{path}: has no notes")
-    num = None if seconds is None else round(seconds * sample_rate)
-    mixture = render_midi(pm, sample_rate, soundfont, num)
+    mixture = render_midi(pm, sample_rate, soundfont)
+    if seconds is not None:  # only the start, never padded past the song's end
+        mixture = mixture[:, : round(seconds * sample_rate)]
     tracks = {track_name(inst, i): render_midi(dry(pm, i), sample_rate, soundfont, mixture.shape[1])
               for i, inst in enumerate(pm.instruments)}
     return mixture, tracks

@@ -291,14 +291,18 @@ def build_song(candidate: Candidate, folder: Path, sample_rate: int, render_rate
              "licence": debian_licence(candidate.package, candidate.path) if candidate.package else "unknown",
              "renderer": candidate.renderer, **candidate.info}
     first = candidate.render(render_rate)
-    worst = 0.0
+    differences = {}  # part -> largest third-octave difference between renders (dB)
     for _ in range(renders - 1):
         again = candidate.render(render_rate)
-        pairs = [(first[0], again[0])] + [(first[1][k], again[1].get(k, np.zeros_like(v))) for k, v in first[1].items()]
-        worst = max([worst] + [band_difference_db(a, b, render_rate) for a, b in pairs])
+        for key, a in {"mixture": first[0], **first[1]}.items():
+            b = again[0] if key == "mixture" else again[1].get(key, np.zeros_like(a))
+            differences[key] = max(differences.get(key, 0.0), band_difference_db(a, b, render_rate))
+    worst = max(differences.values(), default=0.0)
     entry["render_difference_db"] = round(worst, 3) if renders > 1 else None
     if worst > DETERMINISM_DB:
-        return {**entry, "status": f"dropped: two renders differ by {worst:.2f} dB in a third-octave band"}
+        unstable = sorted(k for k, d in differences.items() if d > DETERMINISM_DB)
+        return {**entry, "unstable": unstable,
+                "status": f"dropped: two renders differ by {worst:.2f} dB in a third-octave band ({', '.join(unstable)})"}
     mixture, tracks = first
     if render_rate != sample_rate:
         mixture, tracks = _resample(mixture, render_rate, sample_rate), {

@@ -220,6 +220,12 @@ def test_midi_tracks_are_rendered_dry(tmp_path):
     # the mix has the composer's hard-right pan on the bass; the dry bass track is centred
     bass = tracks["01-Electric Bass (finger)"]
     assert abs(R.rms_db(bass[0]) - R.rms_db(bass[1])) < 1.0
+    assert R.rms_db(mixture[1]) > R.rms_db(mixture[0]) + 3.0  # ... and the mix leans right
+    # only the start: cut to `seconds`, never padded past the end of a shorter song
+    short, tracks = render_midi_song(path, SR, font, seconds=1.0)
+    assert short.shape[1] == SR and all(x.shape == short.shape for x in tracks.values())
+    np.testing.assert_allclose(short[:, : SR // 2], mixture[:, : SR // 2], atol=1e-4)  # notes 0-0.4 s are the same
+    assert render_midi_song(path, SR, font, seconds=60.0)[0].shape == mixture.shape
 
 
 # ----------------------------------------------------------------- songs, manifest, loader
@@ -253,6 +259,8 @@ def test_make_real_songs_writes_a_tree_the_loader_reads(tmp_path, monkeypatch):
     entries = R.make_real_songs(tmp_path, ("lmms", "midi"), sample_rate=SR, progress=False)
     status = {e["name"]: e["status"] for e in entries}
     assert status["midi-wobbly"].startswith("dropped: two renders differ by 1.")  # 20 % louder: 1.4 dB
+    wobbly = [e for e in entries if e["name"] == "midi-wobbly"][0]
+    assert wobbly["unstable"] == ["00-mono", "01-wide", "mixture"] and wobbly["render_difference_db"] == 1.339
     assert [n for n, s in status.items() if s == "ok"] == [f"lmms-song{i}" for i in range(5)] + ["midi-a"]
     song0 = json.loads((tmp_path / "train" / "lmms-song0" / "song.json").read_text())
     assert song0["tracks"] == ["00-mono", "01-wide"] and song0["silent_tracks"] == ["02-silent"]
@@ -274,6 +282,9 @@ def test_make_real_songs_writes_a_tree_the_loader_reads(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "build_song", lambda *a, **k: pytest.fail("rebuilt a finished song"))
     again = R.make_real_songs(tmp_path, ("lmms",), sample_rate=SR, progress=False)
     assert [e["status"] for e in again] == ["ok"] * 5
+    assert len(json.loads((tmp_path / "manifest.json").read_text())["songs"]) == 7  # the midi songs stay listed
+    again = R.make_real_songs(tmp_path, ("lmms", "midi"), sample_rate=SR, progress=False)  # dropped: not retried
+    assert [e["status"][:7] for e in again] == ["ok"] * 6 + ["dropped"]
 
 
 def test_make_real_songs_names_missing_apt_packages(tmp_path, monkeypatch):
