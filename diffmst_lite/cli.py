@@ -212,8 +212,8 @@ def cmd_make_real_songs(args: argparse.Namespace) -> None:
     sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
     if not sources:
         return
-    entries = make_real_songs(args.dir, sources, args.sample_rate, args.max_songs, args.seconds, args.renders,
-                              retry=args.retry)
+    entries = make_real_songs(args.dir, sources, args.sample_rate, args.max_songs, args.seconds, args.offset,
+                              args.renders, retry=args.retry)
     ok = [e for e in entries if e["status"] == "ok"]
     for e in entries:
         if e["status"] != "ok":
@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also copy mastered mixes of music packages (warzone2100-music, asc-music) to DIR")
     p.add_argument("--sample-rate", type=int, default=44100, help="sample rate of the written files")
     p.add_argument("--max-songs", type=int, help="at most this many songs per source")
-    p.add_argument("--seconds", type=float, help="render only the first SECONDS of each song")
+    p.add_argument("--seconds", type=float, help="render only SECONDS of each song (from --offset)")
+    p.add_argument("--offset", type=float, default=0.0, help="start of the part rendered, in seconds")
     p.add_argument("--renders", type=int, default=2, help="renders per song compared for determinism (1: no check)")
     p.add_argument("--retry", action="store_true", help="render again the songs the manifest lists as dropped/failed")
     p.set_defaults(run=cmd_make_real_songs)

@@ -78,23 +78,27 @@ def crop_midi(pm, seconds: float) -> None:
         inst.pitch_bends = [b for b in inst.pitch_bends if b.time < seconds]
 
 
-def render_midi_song(path: str | os.PathLike, sample_rate: int, soundfont: Path,
-                     seconds: float | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Render a MIDI file's mix and its instruments one by one.
+def render_midi_song(path: str | os.PathLike, sample_rate: int, soundfont: Path, seconds: float | None = None,
+                     offset: float = 0.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Render a MIDI file's mix and its instruments one by one, from ``offset`` seconds on.
 
     Returns:
         ``mixture (2, N)`` and ``{track name: (2, N)}`` float32 at ``sample_rate``;
-        ``N`` is the mix's length (at most ``seconds``).
+        ``N`` is the rest of the mix after ``offset`` (at most ``seconds``; never padded).
     """
+    from .realsongs import window
+
     pm = load_midi(path)
     if seconds is not None:
-        crop_midi(pm, seconds)
+        crop_midi(pm, offset + seconds)
     pm.instruments = [inst for inst in pm.instruments if inst.notes]
     if not pm.instruments:
         raise ValueError(f"{path}: has no notes")
+    cut = window(offset, seconds, sample_rate)
     mixture = render_midi(pm, sample_rate, soundfont)
-    if seconds is not None:  # only the start, never padded past the song's end
-        mixture = mixture[:, : round(seconds * sample_rate)]
-    tracks = {track_name(inst, i): render_midi(dry(pm, i), sample_rate, soundfont, mixture.shape[1])
+    tracks = {track_name(inst, i): render_midi(dry(pm, i), sample_rate, soundfont, mixture.shape[1])[:, cut]
               for i, inst in enumerate(pm.instruments)}
+    mixture = mixture[:, cut]
+    if mixture.shape[1] == 0:
+        raise ValueError(f"{path}: ends before {offset} s")
     return mixture, tracks

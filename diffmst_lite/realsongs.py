@@ -208,7 +208,7 @@ def missing_tools(sources: tuple[str, ...]) -> list[str]:
     return [p for s in sources for p in APT_PACKAGES[s] if package_version(p) is None]
 
 
-def lmms_candidates(projects: Path, sample_rate: int, seconds: float | None) -> list[Candidate]:
+def lmms_candidates(projects: Path, sample_rate: int, seconds: float | None, offset: float = 0.0) -> list[Candidate]:
     """The LMMS demo projects that are not held out."""
     from . import lmms
 
@@ -222,7 +222,7 @@ def lmms_candidates(projects: Path, sample_rate: int, seconds: float | None) -> 
             continue
 
         def render(rate: int, path: Path = path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-            return render_lmms_song(path, rate, seconds)
+            return render_lmms_song(path, rate, seconds, offset)
 
         tracks = len(lmms.renderable_tracks(lmms.read_project(path)))
         out.append(Candidate(f"lmms-{lmms.slug(path.name.split('.')[0])}", "lmms", path, package_of(path) or "lmms",
@@ -230,25 +230,34 @@ def lmms_candidates(projects: Path, sample_rate: int, seconds: float | None) -> 
     return sorted(out, key=lambda c: c.info["lmms_tracks"])  # quickest first: an interrupted run has more songs
 
 
-def render_lmms_song(path: Path, sample_rate: int, seconds: float | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def render_lmms_song(path: Path, sample_rate: int, seconds: float | None,
+                     offset: float = 0.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The producer's mix and every (non-muted) track dry, all ``(2, N)`` at LMMS's ``sample_rate``,
-    cut to the mix's length (or ``seconds``)."""
+    from ``offset`` seconds to the mix's end (or ``seconds`` of it; the project is cropped
+    after that, so the render is shorter)."""
     from . import lmms
 
     root = lmms.read_project(path)
     if seconds is not None:
-        root = lmms.crop_project(root, seconds + 2.0)
+        root = lmms.crop_project(root, offset + seconds + 2.0)
     mixture = lmms.render(root, sample_rate, name=f"{path.name} (mix)")
-    num = mixture.shape[1] if seconds is None else min(mixture.shape[1], round(seconds * sample_rate))
+    cut = window(offset, seconds, sample_rate)
+    mixture = mixture[:, cut]
     tracks = {}
     for ref in lmms.renderable_tracks(root):
         x = lmms.render(lmms.solo_project(root, ref.index), sample_rate, name=f"{path.name} track {ref.name!r}")
         log.info("%s: rendered track %d %r (%.1f dBFS RMS)", path.name, ref.index, ref.name, rms_db(x))
-        tracks[f"{ref.index:02d}-{lmms.slug(ref.name)}"] = _fit(x, num)
-    return _fit(mixture, num), tracks
+        tracks[f"{ref.index:02d}-{lmms.slug(ref.name)}"] = _fit(x[:, cut], mixture.shape[1])
+    return mixture, tracks
 
 
-def midi_candidates(packages: tuple[str, ...], seconds: float | None) -> list[Candidate]:
+def window(offset: float, seconds: float | None, sample_rate: int) -> slice:
+    """The samples from ``offset`` seconds on, ``seconds`` long (None: to the end)."""
+    start = round(offset * sample_rate)
+    return slice(start, None if seconds is None else start + round(seconds * sample_rate))
+
+
+def midi_candidates(packages: tuple[str, ...], seconds: float | None, offset: float = 0.0) -> list[Candidate]:
     """The MIDI files installed by ``packages`` (held-out packages are refused)."""
     from .midisongs import render_midi_song, soundfonts
 
@@ -263,7 +272,7 @@ def midi_candidates(packages: tuple[str, ...], seconds: float | None) -> list[Ca
             font = fonts[int(hashlib.md5(path.name.encode()).hexdigest(), 16) % len(fonts)]
 
             def render(rate: int, path: Path = path, font: Path = font):
-                return render_midi_song(path, rate, font, seconds)
+                return render_midi_song(path, rate, font, seconds, offset)
 
             name = f"midi-{_slug(package)}-{_slug(path.stem)}"
             out.append(Candidate(name, "midi", path, package, f"midirenderer (FluidSynth) + {font.name}", render,
@@ -336,6 +345,8 @@ def write_song_folder(folder: Path, mixture: np.ndarray, tracks: dict[str, np.nd
         gains[name] = round(20 * np.log10(gain), 3)
         sf.write(tmp / f"{name}.wav", (x * gain).T, sample_rate, subtype="PCM_16")
     (tmp / "song.json").write_text(json.dumps({**entry, "gain_db": gains}, indent=1))
+    if (folder / "song.json").is_file():  # a song built before (another part of it): replaced
+        shutil.rmtree(folder)
     tmp.rename(folder)
 
 
@@ -373,7 +384,7 @@ def assign_splits(names: list[str], sources: list[str]) -> dict[str, str]:
 
 
 def make_real_songs(root: str | os.PathLike, sources: tuple[str, ...] = SOURCES, sample_rate: int = 44100,
-                    max_songs: int | None = None, seconds: float | None = None, renders: int = 2,
+                    max_songs: int | None = None, seconds: float | None = None, offset: float = 0.0, renders: int = 2,
                     lmms_projects: str | os.PathLike = "/usr/share/lmms/projects",
                     midi_packages: tuple[str, ...] = MIDI_PACKAGES, progress: bool = True,
                     retry: bool = False) -> list[dict]:
@@ -381,8 +392,9 @@ def make_real_songs(root: str | os.PathLike, sources: tuple[str, ...] = SOURCES,
 
     Songs already built (a folder with ``song.json``) are kept, so an interrupted run
     resumes; songs the manifest lists as dropped or failed are tried again only with
-    ``retry``. ``max_songs`` caps the songs per source; ``seconds`` renders only the
-    start of each song. Returns the manifest entries (also written to ``root``).
+    ``retry``; a song built with another ``offset``/``seconds`` is built again.
+    ``max_songs`` caps the songs per source; ``offset`` and ``seconds`` choose the part of
+    each song rendered (default: all of it). Returns the manifest entries (also written to ``root``).
     """
     from tqdm.auto import tqdm
 
@@ -398,27 +410,30 @@ def make_real_songs(root: str | os.PathLike, sources: tuple[str, ...] = SOURCES,
     root = Path(root)
     candidates = []
     if "lmms" in sources:
-        candidates += lmms_candidates(Path(lmms_projects), 44100, seconds)[:max_songs]
+        candidates += lmms_candidates(Path(lmms_projects), 44100, seconds, offset)[:max_songs]
     if "midi" in sources:
-        candidates += midi_candidates(tuple(midi_packages), seconds)[:max_songs]
+        candidates += midi_candidates(tuple(midi_packages), seconds, offset)[:max_songs]
     for c in candidates:
         check_allowed(c.package, c.path)
     split = assign_splits([c.name for c in candidates], [c.source for c in candidates])
     before = read_manifest(root)
     entries = []
+    part = [offset, seconds]
     for c in tqdm(candidates, desc="real songs", unit="song", disable=not progress):
         folder = root / "train" / c.name
-        if (folder / "song.json").is_file():
-            entry = {k: v for k, v in json.loads((folder / "song.json").read_text()).items() if k != "gain_db"}
-        elif not retry and before.get(c.name, {}).get("status", "ok") != "ok":
+        built = json.loads((folder / "song.json").read_text()) if (folder / "song.json").is_file() else {}
+        if built.get("window") == part:
+            entry = {k: v for k, v in built.items() if k != "gain_db"}
+        elif before.get(c.name, {}).get("window") == part and  not retry and before[c.name]["status"] != "ok":
             entry = before[c.name]  # dropped or failed before: not rendered again without retry
         else:
             render_rate = 44100 if c.source == "lmms" else sample_rate  # LMMS renders at >= 44.1 kHz only
+            c.info["window"] = part
             try:
                 entry = build_song(c, folder, sample_rate, render_rate, renders)
             except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as error:
                 entry = {"name": c.name, "source": c.source, "file": str(c.path), "package": c.package,
-                         "status": f"failed: {error}"}
+                         "window": part, "status": f"failed: {error}"}
             log.info("%s: %s", c.name, entry["status"])
         entries.append({**entry, "split": split[c.name]})
     root.mkdir(parents=True, exist_ok=True)

@@ -226,6 +226,9 @@ def test_midi_tracks_are_rendered_dry(tmp_path):
     assert short.shape[1] == SR and all(x.shape == short.shape for x in tracks.values())
     np.testing.assert_allclose(short[:, : SR // 2], mixture[:, : SR // 2], atol=1e-4)  # notes 0-0.4 s are the same
     assert render_midi_song(path, SR, font, seconds=60.0)[0].shape == mixture.shape
+    late, tracks = render_midi_song(path, SR, font, seconds=0.5, offset=1.0)  # a part from the middle
+    np.testing.assert_allclose(late, mixture[:, SR: SR + SR // 2], atol=1e-4)
+    assert all(x.shape == late.shape for x in tracks.values())
 
 
 # ----------------------------------------------------------------- songs, manifest, loader
@@ -285,6 +288,13 @@ def test_make_real_songs_writes_a_tree_the_loader_reads(tmp_path, monkeypatch):
     assert len(json.loads((tmp_path / "manifest.json").read_text())["songs"]) == 7  # the midi songs stay listed
     again = R.make_real_songs(tmp_path, ("lmms", "midi"), sample_rate=SR, progress=False)  # dropped: not retried
     assert [e["status"][:7] for e in again] == ["ok"] * 6 + ["dropped"]
+    # another part of the songs: built again, replacing the folders
+    monkeypatch.undo()
+    monkeypatch.setattr(R, "missing_tools", lambda sources: [])
+    monkeypatch.setattr(R, "lmms_candidates", lambda *a: [c for c in candidates if c.name == "lmms-song1"])
+    again = R.make_real_songs(tmp_path, ("lmms",), sample_rate=SR, seconds=1.0, offset=0.5, progress=False)
+    assert again[0]["window"] == [0.5, 1.0] and again[0]["status"] == "ok"
+    assert json.loads((tmp_path / "train" / "lmms-song1" / "song.json").read_text())["window"] == [0.5, 1.0]
 
 
 def test_make_real_songs_names_missing_apt_packages(tmp_path, monkeypatch):
@@ -293,3 +303,21 @@ def test_make_real_songs_names_missing_apt_packages(tmp_path, monkeypatch):
         R.make_real_songs(tmp_path, ("lmms",), progress=False)
     with pytest.raises(ValueError, match="unknown sources"):
         R.make_real_songs(tmp_path, ("tracker",), progress=False)
+
+
+def test_render_lmms_song_cuts_the_same_part_of_every_render(project, monkeypatch):
+    """Renders start at the song's start; a solo track may end sooner (LMMS stops at its last clip)."""
+    rate = 100
+
+    def fake_render(root, sample_rate, name="", **kwargs):
+        n = 120 if "track" in name else 300
+        return np.stack([np.arange(n), -np.arange(n)]).astype(np.float32)
+
+    monkeypatch.setattr(lmms, "render", fake_render)
+    mixture, tracks = R.render_lmms_song(project, rate, seconds=1.0, offset=0.5)
+    assert mixture.shape == (2, 100) and mixture[0, 0] == 50 and mixture[1, -1] == -149
+    assert list(tracks) == ["00-lead", "02-vocal-sample", "03-kick", "04-snare"]
+    for x in tracks.values():
+        assert x.shape == (2, 100) and x[0, 0] == 50 and x[0, 69] == 119 and not x[:, 70:].any()
+    whole, _ = R.render_lmms_song(project, rate, seconds=None)
+    assert whole.shape == (2, 300)
