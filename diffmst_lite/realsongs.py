@@ -419,6 +419,7 @@ def make_real_songs(root: str | os.PathLike, sources: tuple[str, ...] = SOURCES,
     before = read_manifest(root)
     entries = []
     part = [offset, seconds]
+    everything = list(before.values())
     for c in tqdm(candidates, desc="real songs", unit="song", disable=not progress):
         folder = root / "train" / c.name
         built = json.loads((folder / "song.json").read_text()) if (folder / "song.json").is_file() else {}
@@ -436,8 +437,8 @@ def make_real_songs(root: str | os.PathLike, sources: tuple[str, ...] = SOURCES,
                          "window": part, "status": f"failed: {error}"}
             log.info("%s: %s", c.name, entry["status"])
         entries.append({**entry, "split": split[c.name]})
-    root.mkdir(parents=True, exist_ok=True)
-    everything = write_manifest(root, entries)
+        root.mkdir(parents=True, exist_ok=True)
+        everything = write_manifest(root, entries)  # after every song: an interrupted run loses nothing
     write_musdb_setup(root, [e["name"] for e in everything if e["split"] == "validation" and e["status"] == "ok"])
     return entries
 
