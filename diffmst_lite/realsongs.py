@@ -67,6 +67,9 @@ MONO_DB = -60.0  # a stereo track whose side is this far below its mid is stored
 VALIDATION_EVERY = 5  # every 5th song of each source (sorted by name) is in the validation split
 
 
+LICENCE_NAMES = r"\b(MIT|Expat|L?GPL-?[0-9.]*\+?|Artistic-?[0-9.]*|CC0|CC[- ]BY(?:-SA)?[- ]?[0-9.]*|Public Domain)\b"
+
+
 class HeldOutError(ValueError):
     """A source that is held out for the outside evaluation was asked for."""
 
@@ -148,7 +151,10 @@ def debian_licence(package: str, path: str | os.PathLike | None = None,
     if found:
         return found
     licences = sorted({p["License"].splitlines()[0] for p in paragraphs if p.get("License")})
-    return " / ".join(licences) if licences else f"see {copyright}"
+    if licences:
+        return " / ".join(licences)
+    named = re.findall(LICENCE_NAMES, copyright.read_text(errors="replace"))
+    return f"{', '.join(dict.fromkeys(named))} (named in {copyright})" if named else f"see {copyright}"
 
 
 # ------------------------------------------------------------------ audio checks
@@ -275,9 +281,24 @@ def midi_candidates(packages: tuple[str, ...], seconds: float | None, offset: fl
                 return render_midi_song(path, rate, font, seconds, offset)
 
             name = f"midi-{_slug(package)}-{_slug(path.stem)}"
-            out.append(Candidate(name, "midi", path, package, f"midirenderer (FluidSynth) + {font.name}", render,
-                                 {"soundfont": str(font), "soundfont_package": package_of(font)}))
+            out.append(Candidate(name, "midi", path, package, midi_renderer(font), render,
+                                 {"soundfont": str(font), "soundfont_licence": soundfont_licence(font)}))
     return out
+
+
+def midi_renderer(font: Path) -> str:
+    """``midirenderer <version> (FluidSynth) + <SoundFont> (<package> <version>)``."""
+    from importlib.metadata import version
+
+    package = package_of(font)
+    return (f"midirenderer {version('midirenderer')} (FluidSynth) + {font.name} "
+            f"({package} {package_version(package) if package else '?'})")
+
+
+def soundfont_licence(font: Path) -> str:
+    """The licence of a SoundFont file, from its Debian package."""
+    package = package_of(font)
+    return debian_licence(package, font) if package else "unknown"
 
 
 def _slug(name: str) -> str:

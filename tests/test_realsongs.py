@@ -186,6 +186,9 @@ def test_debian_licence_takes_the_last_matching_files_paragraph(tmp_path):
     assert licence("/usr/share/lmms/projects/demos/Skiessi/Skiessi-Onion.mmpz") == "CC-BY-SA-4"
     assert licence("/usr/share/lmms/projects/demos/Other-Song.mmpz") == "GPL-2+"
     assert R.debian_licence("nopkg", None, doc_root=tmp_path).startswith("unknown")
+    (tmp_path / "font").mkdir()  # not machine-readable: the licences its text names
+    (tmp_path / "font" / "copyright").write_text("Licence:\n\n Fluid (MIT, parts Public Domain or CC0)\n")
+    assert R.debian_licence("font", None, doc_root=tmp_path).startswith("MIT, Public Domain, CC0 (named in ")
 
 
 # ----------------------------------------------------------------- MIDI
