@@ -15,6 +15,14 @@ files, any names; the loader makes every channel one track)::
     root/diffmst_setup.yaml     # validation split (musdb split="valid")
     root/manifest.json, root/manifest.csv   # per song: package, version, licence, renderer, split
 
+Build (as root, once: the packages are large and not in ``make install``; CI never needs them)::
+
+    apt-get install lmms faketime fluid-soundfont-gm musescore-general-soundfont-lossless \
+        openttd-openmsx simutrans-data planetblupi-music-midi warzone2100-music asc-music
+    diffmst-lite make-real-songs data/real --sources lmms --sample-rate 22050 --seconds 40
+    diffmst-lite make-real-songs data/real --sources midi --sample-rate 22050 --seconds 60
+    diffmst-lite make-real-songs data/refs --sources "" --references-out data/refs
+
 Every song is rendered twice; a song whose two renders (the mix or any track)
 differ by more than 0.5 dB in any third-octave band of the long-term spectrum is
 dropped as not reproducible. Tracks that stay silent are skipped. Sources held out
