@@ -340,7 +340,8 @@ def build_song(candidate: Candidate, folder: Path, sample_rate: int, render_rate
     if worst > DETERMINISM_DB:
         unstable = sorted(k for k, d in differences.items() if d > DETERMINISM_DB)
         return {**entry, "unstable": unstable,
-                "status": f"dropped: two renders differ by {worst:.2f} dB in a third-octave band ({', '.join(unstable)})"}
+                "status": f"dropped: two renders differ by {worst:.2f} dB in a third-octave band "
+                          f"({', '.join(unstable)})"}
     mixture, tracks = first
     if render_rate != sample_rate:
         mixture, tracks = _resample(mixture, render_rate, sample_rate), {
