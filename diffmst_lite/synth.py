@@ -263,7 +263,6 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
 
 def render_soundfont(part: Part, score: Score, sample_rate: int, soundfont: Path) -> np.ndarray:
     """Render ``part`` with a SoundFont via midirenderer -> ``(2, N)`` float32, N = seconds * sample_rate."""
-    import midirenderer
     import pretty_midi
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=score.tempo)
@@ -272,13 +271,22 @@ def render_soundfont(part: Part, score: Score, sample_rate: int, soundfont: Path
     inst.control_changes.append(pretty_midi.ControlChange(110, 0, score.seconds))  # keeps release tails
     inst.notes = [pretty_midi.Note(v, p, s, e) for p, s, e, v in part.notes]
     pm.instruments.append(inst)
+    return render_midi(pm, sample_rate, soundfont, round(score.seconds * sample_rate))
+
+
+def render_midi(pm, sample_rate: int, soundfont: Path, num_samples: int | None = None) -> np.ndarray:
+    """Render a ``pretty_midi.PrettyMIDI`` with a SoundFont via midirenderer -> ``(2, N)`` float32
+    at ``sample_rate`` (``N = num_samples``, cropped or zero-padded, or the render's own length)."""
+    import midirenderer
+
     midi = io.BytesIO()
     pm.write(midi)
-    wav = midirenderer.render_wave_from(_soundfont_bytes(soundfont), midi.getvalue())
+    wav = midirenderer.render_wave_from(_soundfont_bytes(Path(soundfont)), midi.getvalue())
     x, sr = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
     if sr != sample_rate:
         x = resample(torch.from_numpy(x.T), sr, sample_rate).numpy().T
-    return _fit(x.T, round(score.seconds * sample_rate)).astype(np.float32)
+    x = x.T if num_samples is None else _fit(x.T, num_samples)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 _DRUM_PAN = {42: 0.3, 44: 0.3, 46: 0.3, 49: -0.4, 51: 0.4, 57: 0.4, 62: -0.3, 63: 0.2, 64: 0.4}
