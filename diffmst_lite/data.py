@@ -115,7 +115,7 @@ def open_musdb(root: str | os.PathLike | None = None, subset: str = "train", spl
                         split=split, sample_rate=sample_rate)
     root = _resolve_root(root)
     is_wav = detect_is_wav(root) if is_wav is None else is_wav
-    setup = root / SETUP_FILE
+    setup = (root / SETUP_FILE).resolve()  # absolute: musdb joins a relative setup path to root again
     db = musdb.DB(root=str(root), setup_file=str(setup) if setup.is_file() else None, subsets=subset,
                   split=split, is_wav=is_wav, sample_rate=sample_rate)
     if len(db) == 0:

@@ -80,16 +80,19 @@ def test_method2_trains_on_a_folder_of_mp3_references(tree, refs, tmp_path, monk
     assert item["reference"].shape == (2, SR) and float(item["reference"].abs().max()) > 0.1
 
 
-def test_evaluate_against_references_uses_them(tree, tmp_path):
+def test_evaluate_against_references_uses_them(tree, refs, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     songs = load_songs(tree, "test", sample_rate=SR)
     config = EvalConfig(seconds=1.0, optimize_steps=1)
     same_song = evaluate(None, songs, config, progress=False)
     # each song's own mixture file given as "references" reproduces the same-song evaluation exactly ...
     own = [Song.from_file(s.files["mixture"], SR) for s in songs]
     assert evaluate(None, songs, config, progress=False, references=own) == same_song
-    # ... and other mixes change it
-    other = evaluate(None, songs, config, progress=False, references=own[::-1])
-    assert other["equal-loudness"]["af"] != pytest.approx(same_song["equal-loudness"]["af"], rel=1e-3)
+    # ... and other mixes change it. Not the other synthetic song's mixture: averaged over both songs,
+    # swapping two mixtures of the same synthesiser moves the equal-loudness AF by 0.1 %. Two sine
+    # tones have nothing of the songs' spectrum: the Bark term of the same equal-loudness mixes changes.
+    other = evaluate(None, songs, config, progress=False, references=reference_songs(refs, SR))
+    assert other["equal-loudness"]["bs"] != pytest.approx(same_song["equal-loudness"]["bs"], rel=0.2)
 
 
 def test_cli_evaluate_with_references_and_validation_split(tree, refs, tmp_path, capsys, monkeypatch):
