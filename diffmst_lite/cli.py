@@ -168,19 +168,23 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .data import load_songs
+    from .data import load_songs, reference_songs
     from .evaluate import EvalConfig, evaluate, format_table, write_csv
     from .inference import load_model
 
     refuse_overwrite(args.out, args.force)
     model = load_model(args.checkpoint)
-    songs = load_songs(args.data, subset="test", sample_rate=model.config.sample_rate, max_songs=args.max_songs)
+    rate = model.config.sample_rate
+    subset, split = ("test", None) if args.split == "test" else ("train", "valid")
+    songs = load_songs(args.data, subset=subset, split=split, sample_rate=rate, max_songs=args.max_songs)
+    references = reference_songs(args.references, rate) if args.references else None
     config = EvalConfig(seconds=args.seconds, cross_song=args.cross_song, optimize_steps=args.steps,
                         max_songs=args.max_songs, seed=args.seed)
-    results = evaluate(model, songs, config)
+    results = evaluate(model, songs, config, references=references)
     print(format_table(results))
     write_csv(results, args.out)
-    print(f"wrote {args.out}: {len(songs)} test songs", file=sys.stderr)
+    against = f" against {len(references)} reference mixes in {args.references}" if references else ""
+    print(f"wrote {args.out}: {len(songs)} {args.split} songs{against}", file=sys.stderr)
 
 
 def cmd_make_songs(args: argparse.Namespace) -> None:
@@ -254,12 +258,36 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, help="steps between log rows (default 10)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default 1; 0: torch's default)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default 0: PyTorch's default, one per core; "
+                   "1 when several jobs share few cores)")
     p.add_argument("--overfit", action="store_true", help="train on one fixed batch (sanity check)")
     p.add_argument("--references", metavar="DIR", help="Method 2: folder of full mixes used as references")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+
+def cmd_make_real_songs(args: argparse.Namespace) -> None:
+    from .realsongs import make_real_songs
+
+    if args.references_out:
+        from .realsongs import collect_references
+
+        rows = collect_references(args.references_out)
+        print(f"{len(rows)} reference mixes ({sum(r['seconds'] for r in rows) / 60:.1f} min) in "
+              f"{args.references_out}: {Path(args.references_out) / 'references.csv'}", file=sys.stderr)
+    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    if not sources:
+        return
+    entries = make_real_songs(args.dir, sources, args.sample_rate, args.max_songs, args.seconds, args.offset,
+                              args.renders, retry=args.retry)
+    ok = [e for e in entries if e["status"] == "ok"]
+    for e in entries:
+        if e["status"] != "ok":
+            print(f"{e['name']}: {e['status']}", file=sys.stderr)
+    print(f"{len(ok)} of {len(entries)} real songs in {args.dir} ({sum(e['channels'] for e in ok)} mono tracks, "
+          f"{sum(e['seconds'] for e in ok) / 60:.1f} min); manifest: {Path(args.dir) / 'manifest.csv'}",
+          file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -307,11 +335,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace existing synthetic songs in DIR")
     p.set_defaults(run=cmd_make_songs)
 
+    p = sub.add_parser("make-real-songs", help="render real multitracks (LMMS demos, MIDI files) in MUSDB18-HQ layout")
+    p.add_argument("dir", help="output folder (gets train/, manifest.json/.csv; songs already there are kept)")
+    p.add_argument("--sources", default="lmms,midi", help="comma-separated: lmms, midi ('' for none)")
+    p.add_argument("--references-out", metavar="DIR",
+                   help="also copy mastered mixes of music packages (warzone2100-music, asc-music) to DIR")
+    p.add_argument("--sample-rate", type=int, default=44100, help="sample rate of the written files")
+    p.add_argument("--max-songs", type=int, help="at most this many songs per source")
+    p.add_argument("--seconds", type=float, help="render only SECONDS of each song (from --offset)")
+    p.add_argument("--offset", type=float, default=0.0, help="start of the part rendered, in seconds")
+    p.add_argument("--renders", type=int, default=2, help="renders per song compared for determinism (1: no check)")
+    p.add_argument("--retry", action="store_true", help="render again the songs the manifest lists as dropped/failed")
+    p.set_defaults(run=cmd_make_real_songs)
+
     p = sub.add_parser("evaluate", help="the paper's table (RMS, CF, SW, SI, BS, AF) on held-out songs")
     p.add_argument("--checkpoint", help="model checkpoint (default: the shipped lite model)")
     p.add_argument("--data", help="MUSDB18(-HQ) or synthetic tree; its test subset is used (default: $MUSDB_PATH)")
     p.add_argument("--out", required=True, help="CSV with one row per system")
     p.add_argument("--cross-song", action="store_true", help="reference: another song's mixture")
+    p.add_argument("--references", metavar="DIR",
+                   help="reference: real mixes from DIR (wav, flac, ogg, mp3, m4a), one per song in turn")
+    p.add_argument("--split", choices=("test", "valid"), default="test",
+                   help="songs to mix: the test subset, or the train subset's validation split")
     p.add_argument("--seconds", type=float, default=5.0, help="length of the tracks' and the reference section")
     p.add_argument("--steps", type=int, default=100, help="test-time optimisation steps")
     p.add_argument("--max-songs", type=int, help="evaluate at most this many songs")

@@ -15,9 +15,11 @@ and are re-exported here.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +31,8 @@ from .audio import fit_length, resample
 
 STEM_NAMES = ("drums", "bass", "other", "vocals")  # MUSDB stem ids 1..4
 SETUP_FILE = "diffmst_setup.yaml"  # musdb setup of a synthetic tree (its own validation split)
-AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
+AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".opus", ".mp3")  # read by libsndfile (mp3: >= 1.1)
+FFMPEG_SUFFIXES = (".m4a",)  # reference mixes decoded once with ffmpeg (cached as wav)
 
 
 # --------------------------------------------------------------------- musdb
@@ -111,7 +114,7 @@ def open_musdb(root: str | os.PathLike | None = None, subset: str = "train", spl
                         split=split, sample_rate=sample_rate)
     root = _resolve_root(root)
     is_wav = detect_is_wav(root) if is_wav is None else is_wav
-    setup = root / SETUP_FILE
+    setup = (root / SETUP_FILE).resolve()  # absolute: musdb joins a relative setup path to root again
     db = musdb.DB(root=str(root), setup_file=str(setup) if setup.is_file() else None, subsets=subset,
                   split=split, is_wav=is_wav, sample_rate=sample_rate)
     if len(db) == 0:
@@ -250,13 +253,54 @@ def load_songs(root: str | os.PathLike | None = None, subset: str = "train", spl
     return songs
 
 
+def decoded_wav(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``path`` decoded by ffmpeg to a float WAV (native rate and channels), cached by
+    path, size and time in ``cache_dir`` (default ``$XDG_CACHE_HOME/diffmst-lite/decoded``)."""
+    path = Path(path).resolve()
+    if shutil.which("ffmpeg") is None:
+        raise RuntimeError(f"{path}: reading {path.suffix} needs ffmpeg (apt-get install ffmpeg)")
+    cache_dir = Path(cache_dir or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "diffmst-lite"
+                     / "decoded")
+    stat = path.stat()
+    key = hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    out = cache_dir / f"{path.stem}-{key}.wav"
+    if not out.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".partial.wav")
+        done = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(path), "-vn", "-c:a", "pcm_f32le",
+                               str(tmp)], capture_output=True, text=True)
+        if done.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise ValueError(f"{path}: ffmpeg cannot decode it ({(done.stderr.strip().splitlines() or ['?'])[-1]})")
+        tmp.rename(out)
+    return out
+
+
+def _readable(path: Path) -> Path:
+    """``path`` if libsndfile reads it, else its ffmpeg-decoded WAV (:func:`decoded_wav`)."""
+    if path.suffix.lower() not in FFMPEG_SUFFIXES:
+        try:
+            sf.info(str(path))
+            return path
+        except RuntimeError:  # soundfile.LibsndfileError (e.g. mp3 with libsndfile < 1.1)
+            pass
+    return decoded_wav(path)
+
+
 def reference_songs(source: str | os.PathLike | Sequence, sample_rate: int = 44100, cache: bool = False) -> list[Song]:
-    """Mix-only songs from a folder of audio files (searched recursively) or a list of paths."""
+    """Mix-only songs from a folder of audio files (searched recursively; wav, flac, aiff, ogg,
+    mp3, and m4a through ffmpeg) or a list of paths. Songs keep their file's name."""
+    suffixes = AUDIO_SUFFIXES + FFMPEG_SUFFIXES
     if isinstance(source, (str, os.PathLike)):
         folder = Path(source)
         if not folder.is_dir():
             raise FileNotFoundError(f"reference folder {folder} does not exist")
-        source = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        source = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
         if not source:
-            raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {folder}")
-    return [Song.from_file(p, sample_rate, cache) for p in source]
+            raise FileNotFoundError(f"no audio files ({', '.join(suffixes)}) in {folder}")
+    songs = []
+    for path in map(Path, source):
+        song = Song.from_file(_readable(path), sample_rate, cache)
+        song.name = path.stem
+        songs.append(song)
+    return songs

@@ -10,9 +10,10 @@ song's mixture). Four systems mix the tracks:
 - ``model``: the trained network's prediction.
 
 Columns are the mean squared errors of each audio feature against the reference
-(``rms``, ``cf`` crest factor, ``sw`` stereo width, ``si`` stereo imbalance,
-``bs`` Bark spectrum) and ``af``, the weighted AF loss; lower is better. Both
-mixes are loudness-normalised to -16 LUFS first.
+(``rms`` linear RMS, ``cf`` crest factor in dB, ``sw`` stereo width, ``si`` stereo
+imbalance, ``bs`` Bark spectrum) and ``af``, the weighted AF loss of
+:class:`~diffmst_lite.losses.AudioFeatureLoss` with its defaults; lower is better.
+Both mixes are loudness-normalised to -16 LUFS first.
 """
 
 from __future__ import annotations
@@ -71,14 +72,17 @@ def score(mix: torch.Tensor, reference: torch.Tensor, loss: AudioFeatureLoss) ->
     return row
 
 
-def evaluate(model, songs: list, config: EvalConfig | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
+def evaluate(model, songs: list, config: EvalConfig | None = None, progress: bool = True,
+             references: list | None = None) -> dict[str, dict[str, float]]:
     """Evaluate the four systems on ``songs`` (:class:`~diffmst_lite.data.Song`) -> ``{method: {column: mean}}``.
 
-    ``model`` may be None (then the ``model`` row is left out).
+    ``model`` may be None (then the ``model`` row is left out). ``references``: mix-only
+    songs (e.g. real mastered mixes, :func:`~diffmst_lite.data.reference_songs`); song ``i``
+    is then mixed towards ``references[i % len(references)]`` (cross-song by construction).
     """
     config = config or EvalConfig()
     songs = [s for s in songs if s.num_tracks > 0][: config.max_songs]
-    if not songs or (config.cross_song and len(songs) < 2):
+    if not songs or (config.cross_song and len(songs) < 2 and not references):
         raise ValueError("evaluation needs songs with tracks (and at least two songs with cross_song)")
     sample_rate = songs[0].sample_rate
     console, loss = MixingConsole(sample_rate), AudioFeatureLoss(sample_rate)
@@ -88,7 +92,8 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
     for i, song in enumerate(tqdm(songs, desc="evaluating", disable=not progress)):
         track_start, ref_start = sections(song.num_samples, length)
         tracks = torch.from_numpy(song.audio(track_start, length)[0])[None]
-        ref_song = songs[(i + 1) % len(songs)] if config.cross_song else song
+        ref_song = (references[i % len(references)] if references
+                    else songs[(i + 1) % len(songs)] if config.cross_song else song)
         reference = torch.from_numpy(ref_song.audio(sections(ref_song.num_samples, length)[1], length)[1])[None]
         settings = {
             "equal-loudness": equal_loudness_params(tracks, sample_rate),

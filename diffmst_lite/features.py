@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 
 EPS = 1e-8
-LOG_FLOOR = 1e-5  # floor of the log Bark spectrum (-100 dB re full-scale magnitude)
+BARK_FLOOR_DBFS = -90.0  # floor of the log Bark spectrum, dB re a full-scale sine's bin (see bark_spectrum)
+LOG_FLOOR = 10.0 ** (BARK_FLOOR_DBFS / 20)  # the same floor as a linear magnitude (3.2e-5)
 NUM_BARK_BANDS = 24
 
 
@@ -21,14 +22,17 @@ def _check_stereo(x: torch.Tensor) -> None:
         raise ValueError(f"expected a stereo mix (batch, 2, samples), got shape {tuple(x.shape)}")
 
 
-def rms(x: torch.Tensor) -> torch.Tensor:
-    """RMS level in dB per channel: ``(batch, 2, samples)`` -> ``(batch, 2)``.
+def rms(x: torch.Tensor, db: bool = True) -> torch.Tensor:
+    """RMS level per channel: ``(batch, 2, samples)`` -> ``(batch, 2)``.
 
-    ``10 log10(mean(x^2) + eps)``: the square root is taken inside the log, so
-    silence gives -80 dB with a finite gradient.
+    ``db=True``: in dB, ``10 log10(mean(x^2) + eps)`` (the square root is taken
+    inside the log, so silence gives -80 dB with a finite gradient).
+    ``db=False``: linear, ``sqrt(mean(x^2) + eps)`` (full-scale units; silence 1e-4),
+    as in the official Diff-MST code and the AF loss's default.
     """
     _check_stereo(x)
-    return 10.0 * torch.log10(x.square().mean(-1) + EPS)
+    power = x.square().mean(-1) + EPS
+    return 10.0 * torch.log10(power) if db else power.sqrt()
 
 
 def crest_factor(x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +104,16 @@ def bark_spectrum(x: torch.Tensor, sample_rate: float, n_fft: int = 2048, hop: i
 
     Time-averaged STFT magnitude (Hann window) of mid ``(L + R) / 2`` and side
     ``(L - R) / 2``, averaged into 24 Traunmüller Bark bands between 20 Hz and
-    min(20 kHz, fs/2) (none above Nyquist), then ``log(. + 1e-5)``.
+    min(20 kHz, fs/2) (none above Nyquist), then ``log(. + LOG_FLOOR)`` (natural log).
+
+    The magnitude is scaled so that a sine of amplitude ``A`` peaks at ``A`` in its
+    bin (the STFT divided by half the window's sum), and the floor ``LOG_FLOOR`` is
+    ``BARK_FLOOR_DBFS`` = -90 dBFS on that scale, near the noise floor of 16-bit
+    audio: content far below hearing reads as the floor and costs nothing. A band
+    averages its bins, and noise spreads over all of them: white noise reads about
+    26 dB below its RMS level (n_fft = 2048), so the floor equals white noise at
+    about -64 dBFS RMS. Inside the AF loss both mixes are first brought to -16 LUFS,
+    so the floor sits about 74 dB below the programme's loudness.
     """
     _check_stereo(x)
     mid_side = torch.stack([x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]], 1) / 2
@@ -108,17 +121,18 @@ def bark_spectrum(x: torch.Tensor, sample_rate: float, n_fft: int = 2048, hop: i
     window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
     spec = torch.stft(mid_side.reshape(-1, num_samples), n_fft, min(hop, n_fft // 4), window=window,
                       return_complex=True, center=True, pad_mode="constant")
-    magnitude = torch.sqrt(spec.real.square() + spec.imag.square() + EPS * EPS).mean(-1)
+    magnitude = torch.sqrt(spec.real.square() + spec.imag.square() + EPS * EPS).mean(-1) / (window.sum() / 2)
     bank = bark_filterbank(sample_rate, n_fft).to(x.device, x.dtype)
     bands = magnitude @ bank.T
     return torch.log(bands + LOG_FLOOR).reshape(batch, channels, -1)
 
 
-def all_features(x: torch.Tensor, sample_rate: float) -> dict[str, torch.Tensor]:
-    """Every AF feature of ``x (batch, 2, samples)``, keyed ``rms``, ``crest_factor``,
-    ``stereo_width``, ``stereo_imbalance``, ``bark_spectrum``."""
+def all_features(x: torch.Tensor, sample_rate: float, rms_db: bool = True) -> dict[str, torch.Tensor]:
+    """Every AF feature of ``x (batch, 2, samples)``, keyed ``rms`` (in dB, or linear
+    with ``rms_db=False``), ``crest_factor``, ``stereo_width``, ``stereo_imbalance``,
+    ``bark_spectrum``."""
     return {
-        "rms": rms(x),
+        "rms": rms(x, db=rms_db),
         "crest_factor": crest_factor(x),
         "stereo_width": stereo_width(x),
         "stereo_imbalance": stereo_imbalance(x),

@@ -3,7 +3,8 @@
 - :class:`AudioFeatureLoss`: weighted sum of MSEs between features of the
   predicted mix and of the reference (RMS, crest factor, stereo width, stereo
   imbalance, Bark spectrum). Content-independent: the reference may be a
-  different song (training Method 2).
+  different song (training Method 2). RMS is linear and crest factor in dB, as in
+  the official implementation, for which the paper's weights were chosen.
 - :class:`MRSTFTLoss`: multi-resolution STFT loss (auraloss, Steinmetz & Reiss
   2020) with log and linear magnitude terms; needs the same content (Method 1).
 
@@ -36,20 +37,31 @@ class AFWeights:
 class AudioFeatureLoss(nn.Module):
     """Audio-feature (AF) loss: ``sum_k w_k * MSE(f_k(pred), f_k(ref))``.
 
+    The features are those of :mod:`diffmst_lite.features`, with RMS **linear**
+    (full-scale units) by default, as in the official Diff-MST code
+    (``mst/loss.py``): the paper's weight 0.1 was chosen for it. With RMS in dB
+    (``rms_db=True``) the same weight makes the RMS term large: after loudness
+    normalisation, per-channel RMS in dB mostly measures left/right balance and
+    dominates the loss: in chapter 7 a mix panned 0.5 further left has an RMS MSE of
+    23 dB² (78 % of its AF loss) against linear 0.0024 (0.04 %), and even a master EQ
+    change is 73 % RMS in dB.
+
     Args:
         sample_rate: Hz, for the Bark spectrum.
         weights: :class:`AFWeights` (or a dict of the same names); paper values by default.
         target_lufs: loudness both mixes are normalised to first; ``None`` to skip.
+        rms_db: compare RMS levels in dB instead of linear.
 
     Call with ``pred, ref`` of shape ``(batch, 2, samples)`` (lengths may differ);
     returns a scalar tensor. :meth:`terms` returns the unweighted per-feature MSEs.
     """
 
-    def __init__(self, sample_rate: float, weights: AFWeights | dict | None = None, target_lufs: float | None = -16.0):
+    def __init__(self, sample_rate: float, weights: AFWeights | dict | None = None, target_lufs: float | None = -16.0,
+                 rms_db: bool = False):
         super().__init__()
         self.sample_rate = sample_rate
         self.weights = asdict(weights) if isinstance(weights, AFWeights) else dict(asdict(AFWeights()), **(weights or {}))
-        self.target_lufs = target_lufs
+        self.target_lufs, self.rms_db = target_lufs, rms_db
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.target_lufs is None else loudness_normalize(x, self.sample_rate, self.target_lufs)
@@ -58,8 +70,8 @@ class AudioFeatureLoss(nn.Module):
         """Unweighted MSE of each feature, ``{name: scalar tensor}``."""
         if pred.shape[0] != ref.shape[0]:
             raise ValueError(f"pred and ref batch sizes differ: {pred.shape[0]} vs {ref.shape[0]}")
-        pred_features = features.all_features(self._prepare(pred), self.sample_rate)
-        ref_features = features.all_features(self._prepare(ref), self.sample_rate)
+        pred_features = features.all_features(self._prepare(pred), self.sample_rate, self.rms_db)
+        ref_features = features.all_features(self._prepare(ref), self.sample_rate, self.rms_db)
         return {name: (pred_features[name] - ref_features[name]).square().mean() for name in pred_features}
 
     def forward(self, pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -71,6 +83,13 @@ class MRSTFTLoss(nn.Module):
     """Multi-resolution STFT loss: auraloss ``MultiResolutionSTFTLoss`` with FFT sizes
     512 / 2048 / 8192, hop W/2, L1 of log magnitudes plus L1 of linear magnitudes
     (no spectral-convergence term), on each channel of ``(batch, 2, samples)``.
+
+    Frames are centred with reflect padding of half a window, which needs more samples
+    than that: inputs must be at least :attr:`min_samples` = ``max(fft_sizes) // 2 + 1``
+    long (4097 by default), and shorter ones raise a ``ValueError`` naming the minimum.
+    Between that and ``max(fft_sizes)`` samples the largest resolution still runs, its
+    few frames partly made of the reflected padding; pass smaller ``fft_sizes`` for short
+    signals.
 
     Args:
         sample_rate: needed only for loudness normalisation.
@@ -85,6 +104,7 @@ class MRSTFTLoss(nn.Module):
         if target_lufs is not None and sample_rate is None:
             raise ValueError("MRSTFTLoss needs sample_rate to loudness-normalise")
         self.sample_rate, self.target_lufs = sample_rate, target_lufs
+        self.min_samples = max(fft_sizes) // 2 + 1
         self.loss = MultiResolutionSTFTLoss(
             fft_sizes=list(fft_sizes),
             hop_sizes=[n // 2 for n in fft_sizes],
@@ -97,6 +117,9 @@ class MRSTFTLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.shape != target.shape:
             raise ValueError(f"MRSTFT loss needs equal shapes, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        if pred.shape[-1] < self.min_samples:
+            raise ValueError(f"MRSTFT loss needs at least {self.min_samples} samples (half its largest FFT size, "
+                             f"{2 * (self.min_samples - 1)}, plus one), got {pred.shape[-1]}; pass smaller fft_sizes")
         if self.target_lufs is not None:
             pred = loudness_normalize(pred, self.sample_rate, self.target_lufs)
             target = loudness_normalize(target, self.sample_rate, self.target_lufs)

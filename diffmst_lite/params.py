@@ -28,8 +28,8 @@ BAND_NAMES = ("low_shelf", "band0", "band1", "band2", "band3", "high_shelf")
 COMPRESSOR_FIELDS = ("threshold_db", "ratio", "attack_ms", "release_ms", "knee_db", "makeup_db")
 NUM_BANDS = 6
 
-# (low, high) in Hz at 44.1 kHz; None means 0.45 * sample_rate.
-_BAND_FREQ_RANGES_44K = (
+# (low, high) in Hz, the same at every sample rate; None means the cap, 0.45 * sample_rate.
+BAND_FREQ_RANGES_HZ = (
     (20.0, 2000.0),
     (80.0, 2000.0),
     (2000.0, 8000.0),
@@ -37,7 +37,8 @@ _BAND_FREQ_RANGES_44K = (
     (12000.0, None),
     (6000.0, None),
 )
-
+NYQUIST_CAP = 0.45  # no band reaches above 0.45 * fs
+MIN_BAND_RATIO = 1.2  # a capped range narrower than this (high / low) becomes the octave below the cap
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -62,22 +63,40 @@ class ParamSpec:
         return (value - self.low) / (self.high - self.low)
 
     def contains(self, value: float, tol: float = 1e-6) -> bool:
+        """Whether ``value`` lies in [low, high] (give or take ``tol`` of the span); False for NaN."""
         span = self.high - self.low
         return self.low - tol * span <= value <= self.high + tol * span
+
+    def range_error(self, value: float, where: str | None = None) -> str | None:
+        """The one-line error for a physical ``value`` outside the range (NaN included), else None.
+
+        ``where`` names the value in the message (default: the parameter's name); the
+        sheet reader and :func:`dict_to_params` both use it.
+        """
+        if self.contains(float(value)):
+            return None
+        return f"{where or self.name}: {value} is outside {self.low:g} … {self.high:g} {self.unit}".rstrip()
 
 
 def band_freq_ranges(sample_rate: float) -> list[tuple[float, float]]:
     """Frequency range (Hz) of each EQ band at ``sample_rate``.
 
-    Below 44.1 kHz every bound is scaled by fs/44100 (the bands cover the same part
-    of the spectrum); every bound is capped at 0.45 * fs, so no band reaches Nyquist.
+    The ranges are absolute (:data:`BAND_FREQ_RANGES_HZ`, the paper's ranges at
+    44.1 kHz), so a setting valid at 22.05 kHz is valid unchanged at 44.1 or 48 kHz.
+    Every bound is capped at 0.45 * fs, so no band reaches Nyquist. A band whose
+    capped range would be narrower than :data:`MIN_BAND_RATIO` (at 22.05 kHz: band 3,
+    12 kHz and up, lies wholly above the 9.92 kHz cap) covers the octave below the cap
+    instead, ``(0.225 fs, 0.45 fs)``: it stays a usable peaking band and its log
+    mapping stays well defined. At a higher rate such a setting is moved to the
+    band's lower edge (at most one setting per channel strip between 22.05 and 44.1 kHz).
     """
-    scale = min(1.0, sample_rate / 44100.0)
-    cap = 0.45 * sample_rate
+    cap = NYQUIST_CAP * sample_rate
     ranges = []
-    for low, high in _BAND_FREQ_RANGES_44K:
-        high = cap if high is None else min(high * scale, cap)
-        ranges.append((min(low * scale, cap), high))
+    for low, high in BAND_FREQ_RANGES_HZ:
+        high = cap if high is None else min(high, cap)
+        if high / low < MIN_BAND_RATIO:
+            low, high = cap / 2, cap
+        ranges.append((low, high))
     return ranges
 
 
@@ -280,17 +299,29 @@ def params_to_dicts(params: torch.Tensor, specs: list[ParamSpec]) -> list[dict[s
 
 
 def dict_to_params(values: dict[str, float], specs: list[ParamSpec]) -> torch.Tensor:
-    """``{name: physical value}`` (all names of ``specs``) -> normalised ``(P,)``."""
+    """``{name: physical value}`` (all names of ``specs``) -> normalised ``(P,)``.
+
+    Raises:
+        ValueError: a missing name, or a value outside its range (NaN included), in one
+            line naming it, e.g. ``pan: -1.1 is outside -1 … 1 L..R``: the console would
+            otherwise extrapolate (a pan beyond -1 inverts the right channel's polarity).
+    """
+    for s in specs:
+        if s.name not in values:
+            raise ValueError(f"missing setting {s.name!r}")
+        problem = s.range_error(values[s.name])
+        if problem:
+            raise ValueError(problem)
     physical = torch.tensor([float(values[s.name]) for s in specs], dtype=torch.float64)
-    return to_unit(physical, specs).float()
+    return to_unit(physical, specs).float().clamp(0.0, 1.0)
 
 
 def rescale_params(params: torch.Tensor, from_specs: list[ParamSpec], to_specs: list[ParamSpec]) -> tuple[torch.Tensor, int]:
     """Re-express normalised ``params (..., P)`` under other specs (another sample rate).
 
-    The physical values are kept; a value outside the new range (e.g. a 40 Hz band
-    predicted at 22.05 kHz, where the band starts at 40 Hz, rendered at 44.1 kHz,
-    where it starts at 80 Hz) is moved to the nearest bound.
+    The physical values are kept; a value outside the new range (e.g. band 3 at
+    6 kHz predicted at 22.05 kHz, where the band covers 4.96-9.92 kHz, rendered at
+    44.1 kHz, where it covers 12-19.8 kHz) is moved to the nearest bound.
 
     Returns:
         ``(params, number of values moved)``.

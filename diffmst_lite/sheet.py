@@ -97,8 +97,9 @@ def _require_object(value: Any, where: str, fields: tuple[str, ...]) -> dict:
 def _number(value: Any, where: str, spec: P.ParamSpec) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SheetError(f"{where}: expected a number, got {json.dumps(value)}")
-    if not spec.contains(float(value)):
-        raise SheetError(f"{where}: {value} is outside {spec.low:g} … {spec.high:g} {spec.unit}".rstrip())
+    problem = spec.range_error(value, where)
+    if problem:
+        raise SheetError(problem)
     return float(value)
 
 
@@ -161,8 +162,8 @@ def sheet_to_params(sheet: Any, num_tracks: int | None = None, sample_rate: int 
     strips = [_read_strip(t, f"tracks[{i}]", TRACK_FIELDS, track_specs) for i, t in enumerate(sheet["tracks"])]
     master = _read_strip(sheet["master"], "master", MASTER_FIELDS, master_specs)
     return {
-        "track_params": torch.stack([P.dict_to_params(s, track_specs) for s in strips]).clamp(0, 1),
-        "master_params": P.dict_to_params(master, master_specs).clamp(0, 1),
+        "track_params": torch.stack([P.dict_to_params(s, track_specs) for s in strips]),
+        "master_params": P.dict_to_params(master, master_specs),
         "names": [t["name"] for t in sheet["tracks"]],
         "sample_rate": rate,
     }

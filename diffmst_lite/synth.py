@@ -257,7 +257,6 @@ def _soundfont_bytes(path: Path) -> bytes:
 
 def render_soundfont(part: Part, score: Score, sample_rate: int, soundfont: Path) -> np.ndarray:
     """Render ``part`` with a SoundFont via midirenderer -> ``(2, N)`` float32, N = seconds * sample_rate."""
-    import midirenderer
     import pretty_midi
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=score.tempo)
@@ -266,9 +265,17 @@ def render_soundfont(part: Part, score: Score, sample_rate: int, soundfont: Path
     inst.control_changes.append(pretty_midi.ControlChange(110, 0, score.seconds))  # keeps release tails
     inst.notes = [pretty_midi.Note(v, p, s, e) for p, s, e, v in part.notes]
     pm.instruments.append(inst)
+    return render_midi(pm, sample_rate, soundfont, round(score.seconds * sample_rate))
+
+
+def render_midi(pm, sample_rate: int, soundfont: Path, num_samples: int | None = None) -> np.ndarray:
+    """Render a ``pretty_midi.PrettyMIDI`` with a SoundFont via midirenderer -> ``(2, N)`` float32
+    at ``sample_rate`` (``N = num_samples``, cropped or zero-padded, or the render's own length)."""
+    import midirenderer
+
     midi = io.BytesIO()
     pm.write(midi)
-    wav = midirenderer.render_wave_from(_soundfont_bytes(soundfont), midi.getvalue())
+    wav = midirenderer.render_wave_from(_soundfont_bytes(Path(soundfont)), midi.getvalue())
     x, sr = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
     if sr != sample_rate:
         x = resample(torch.from_numpy(x.T), sr, sample_rate).numpy().T

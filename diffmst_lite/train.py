@@ -14,12 +14,15 @@ nanoGPT style: a :class:`TrainConfig` dataclass and one readable loop in :func:`
   reveal (an EQ band's frequency at 0 dB gain) are pulled to their mean.
 
 Prediction and target/reference are loudness-normalised to -16 LUFS inside the
-losses (``target_lufs``). Default sample rate 22050 Hz: half the compute of 44.1 kHz
-and the console scales its frequency ranges with the rate (DESIGN.md §4).
+losses (``target_lufs``). Default sample rate 22050 Hz: half the compute of 44.1 kHz;
+the console's EQ ranges are the same in Hz at every rate, capped at 0.45 fs
+(:func:`diffmst_lite.params.band_freq_ranges`).
 
-CPU threads: one by default. On a shared 2-core machine, torch's default (2 threads)
-made a lite step 5-10x slower than one thread (oversubscription); raise ``threads``
-only on an idle many-core CPU.
+CPU threads: PyTorch's default (one per core) unless ``threads`` says otherwise. On the
+quiet 2-core machine a lite step at the shipped recipe's shape took 0.37 s with 2
+threads and 0.52 s with one. Lower it (``--threads 1``) only when several jobs share
+few cores: OpenMP threads spin while they wait for a core, so oversubscribed jobs
+slow each other down.
 
 Every step's batch is a pure function of ``(seed, step, rank)`` (the datasets draw each
 example from its own generator), so a resumed run repeats exactly what a straight
@@ -84,7 +87,7 @@ class TrainConfig:
     log_every: int = 10  # steps between log rows (the final step is always logged)
     seed: int = 0
     num_workers: int = 0  # DataLoader workers (batches are the same for any number)
-    threads: int = 1  # torch intra-op threads, set for the process (0: torch's default); see module doc
+    threads: int = 0  # torch intra-op threads, set for the process (0: torch's default); see module doc
     overfit: bool = False  # train on the first batch only: a sanity check, the loss must fall
     references: str | None = None  # Method 2: a folder of full mixes as references
     device: str | None = None  # None: cuda:LOCAL_RANK if available, else cpu
@@ -373,3 +376,60 @@ def train(config: TrainConfig, songs: Sequence | None = None, progress: bool = T
     elapsed = time.perf_counter() - t0
     return {"history": history, "checkpoint": str(out / "last.pt"), "model": model,
             "seconds_per_step": elapsed / max(step - start, 1)}
+
+
+def add_arguments(p) -> None:
+    """The ``diffmst-lite train`` options (defaults None: :class:`TrainConfig`'s, or on
+    ``--resume`` the run's own)."""
+    p.add_argument("--method", type=int, choices=(1, 2), help="1: random mixes (default), 2: real references")
+    p.add_argument("--loss", choices=LOSSES, help="default: mrstft (Method 1), af (Method 2); "
+                   "param: regress Method 1's known settings (a warm-up, beyond the paper)")
+    p.add_argument("--tracks", type=int, choices=(8, 16), help="most tracks per example (default 8)")
+    p.add_argument("--data", help="MUSDB18(-HQ) root or synthetic tree, or 'toy' (default $MUSDB_PATH)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, log.csv, loss.png)")
+    p.add_argument("--steps", type=int, help="total optimiser steps (default 1000)")
+    p.add_argument("--batch-size", type=int, help="examples per step per process (default 4)")
+    p.add_argument("--seconds", type=float, help="segment length t; Method 1 uses halves t/2 (default 10)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--sample-rate", type=int, help="Hz (default 22050)")
+    p.add_argument("--preset", choices=("lite", "paper", "tiny"), help="model size (default lite)")
+    p.add_argument("--af-weight", type=float, help="weight of AF in mrstft+af (default 1)")
+    p.add_argument("--init", metavar="CKPT", help="start from these weights (e.g. MRSTFT -> AF fine-tune)")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt (weights, optimiser, RNG)")
+    p.add_argument("--force", action="store_true", help="start afresh in a RUN_DIR that holds a run")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    p.add_argument("--log-every", type=int, help="steps between log rows (default 10)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default 0: PyTorch's default, one per core; "
+                   "1 when several jobs share few cores)")
+    p.add_argument("--overfit", action="store_true", help="train on one fixed batch (sanity check)")
+    p.add_argument("--references", metavar="DIR", help="Method 2: folder of full mixes used as references")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args) -> TrainConfig:
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)  # flags: only if set
+             if getattr(args, f.name, None) is not None and getattr(args, f.name) is not False}
+    base: dict = {}
+    last = Path(args.out) / "last.pt"
+    if args.resume and last.is_file():  # unspecified settings come from the run itself
+        base = torch.load(last, map_location="cpu", weights_only=True)["train_config"]
+        base = {k: v for k, v in base.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+        base.update(init=None, force=False)
+    return TrainConfig(**{**base, **given})
+
+
+def run_from_args(args) -> None:
+    """Handler of ``diffmst-lite train``."""
+    config = config_from_args(args)
+    result = train(config, progress=not args.no_progress)
+    if int(os.environ.get("RANK", 0)) == 0 and result["history"]:
+        row = result["history"][-1]
+        print(f"step {row['step']}: loss {row['loss']:.4f}; {result['seconds_per_step']:.3f} s/step; "
+              f"wrote {result['checkpoint']}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+

@@ -61,7 +61,7 @@ def test_eq_output_matches_sosfilt_on_the_same_biquads(sample_rate):
     assert worst < 1e-3, f"worst relative error {worst:.2e}"
 
 
-@pytest.mark.parametrize("sample_rate", [22050, 44100])
+@pytest.mark.parametrize("sample_rate", [22050, 44100, 48000, 96000])
 def test_eq_magnitude_response_within_0_1_db_of_the_exact_one(sample_rate):
     freq, gain_db, q = eq_grid(sample_rate)
     length = eq_impulse_length(sample_rate)

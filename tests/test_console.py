@@ -161,12 +161,62 @@ def test_console_reports_its_parameter_counts_and_rejects_wrong_shapes():
         console(torch.zeros(2, 100), torch.zeros(1, 2, 26), torch.zeros(1, 26))
 
 
-@pytest.mark.parametrize("sample_rate", [22050, 44100, 48000])
-def test_eq_ranges_stay_below_0_45_fs_and_scale_below_44k(sample_rate):
-    for low, high in P.band_freq_ranges(sample_rate):
-        assert 0 < low < high <= 0.45 * sample_rate
-    if sample_rate == 22050:
-        assert P.band_freq_ranges(sample_rate)[1] == pytest.approx((40.0, 1000.0))
+@pytest.mark.parametrize("sample_rate", [8000, 16000, 22050, 44100, 48000, 96000])
+def test_eq_ranges_are_absolute_below_0_45_fs_and_never_degenerate(sample_rate):
+    ranges = P.band_freq_ranges(sample_rate)
+    for (low, high), (abs_low, abs_high) in zip(ranges, P.BAND_FREQ_RANGES_HZ):
+        assert 0 < low and high <= 0.45 * sample_rate and high / low >= P.MIN_BAND_RATIO - 1e-9
+        if abs_low * P.MIN_BAND_RATIO <= min(abs_high or math.inf, 0.45 * sample_rate):
+            assert low == abs_low  # the same in Hz at every rate
+    assert ranges[1] == (80.0, 2000.0)
+    if sample_rate == 22050:  # band 3 (12 kHz and up) lies above the cap: the octave below it
+        assert ranges[4] == pytest.approx((0.225 * 22050, 0.45 * 22050))
+
+
+@pytest.mark.parametrize("to_rate", [44100, 48000])
+def test_settings_at_22k_move_at_most_one_value_per_strip_at_higher_rates(to_rate):
+    u = torch.rand(2000, P.NUM_TRACK_PARAMS, generator=torch.Generator().manual_seed(0))
+    for specs in (P.track_param_specs, P.master_param_specs):
+        moved = [P.rescale_params(row, specs(22050), specs(to_rate))[1] for row in u[:200]]
+        assert max(moved) == 1  # band 3's frequency, whose 22.05 kHz range lies below 12 kHz
+        kept, _ = P.rescale_params(u, specs(22050), specs(to_rate))
+        others = [i for i in range(P.NUM_TRACK_PARAMS) if i != P.EQ_FREQ.start + 4]
+        physical = P.to_physical(u.double(), specs(22050))[:, others]
+        assert torch.allclose(P.to_physical(kept.double(), specs(to_rate))[:, others], physical, rtol=1e-4)
+
+
+def test_console_rejects_nan_and_settings_outside_0_1_naming_the_tensor():
+    console = MixingConsole(SR)
+    tracks, track_params, master_params = torch.zeros(1, 2, 100), torch.rand(1, 2, 26), torch.rand(1, 26)
+    bad = track_params.clone()
+    bad[0, 1, 3] = 1.3
+    with pytest.raises(ValueError, match=r"track_params must lie in \[0, 1\], got values in \[.*, 1\.3\]"):
+        console(tracks, bad, master_params)
+    bad_master = master_params.clone()
+    bad_master[0, 20] = -0.5
+    with pytest.raises(ValueError, match=r"master_params must lie in \[0, 1\], got values in \[-0\.5, "):
+        console(tracks, track_params, bad_master)
+    bad[0, 1, 3] = float("nan")
+    with pytest.raises(ValueError, match="track_params contains NaN"):
+        console(tracks, bad, master_params)
+    edge = track_params.clone()
+    edge[0, 0, 0], edge[0, 0, 1] = -1e-7, 1 + 1e-7  # rounding at the edges is fine
+    assert torch.isfinite(console(tracks, edge, master_params)).all()
+
+
+def test_dict_to_params_rejects_values_outside_their_range_like_the_sheet_reader():
+    specs = P.track_param_specs(SR)
+    values = P.neutral_physical(specs)
+    assert torch.allclose(P.to_physical(P.dict_to_params(values, specs).double(), specs),
+                          torch.tensor([values[s.name] for s in specs], dtype=torch.float64), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match=r"^pan: -1.1 is outside -1 … 1 L..R$"):
+        P.dict_to_params(values | {"pan": -1.1}, specs)
+    with pytest.raises(ValueError, match=r"^eq.band3.freq_hz: 12000.0 is outside 4961.25 … 9922.5 Hz$"):
+        P.dict_to_params(values | {"eq.band3.freq_hz": 12000.0}, specs)
+    with pytest.raises(ValueError, match=r"^compressor.ratio: nan is outside 1 … 10 :1$"):
+        P.dict_to_params(values | {"compressor.ratio": float("nan")}, specs)
+    with pytest.raises(ValueError, match=r"^missing setting 'pan'"):
+        P.dict_to_params({k: v for k, v in values.items() if k != "pan"}, specs)
 
 
 def test_random_params_respect_the_config_and_are_reproducible():
@@ -195,3 +245,20 @@ def test_compressor_keeps_pytorch_thread_count():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "2"
+
+
+def test_chunked_strips_give_the_same_mix_and_gradients(monkeypatch):
+    """Strips run in chunks on long inputs (below glibc's mmap threshold): same numbers as all at once."""
+    import diffmst_lite.console as C
+
+    console = MixingConsole(SR)
+    tracks = torch.randn(2, 3, 3000, generator=torch.Generator().manual_seed(0)) * 0.1
+    track_params, master_params = torch.rand(2, 3, 26, requires_grad=True), torch.rand(2, 26)
+    mix, wet = console(tracks, track_params, master_params, return_tracks=True)
+    grad, = torch.autograd.grad(mix.square().mean(), track_params)
+    monkeypatch.setattr(C, "CHUNK_BYTES", 8 * (3000 + C.eq_impulse_length(SR)) * 2)  # two strips per chunk
+    assert len(console._row_chunks(6, 3000)) == 3
+    chunked = console(tracks, track_params, master_params)
+    chunked_grad, = torch.autograd.grad(chunked.square().mean(), track_params)
+    assert torch.allclose(chunked, mix, atol=1e-6) and torch.allclose(wet.sum(1), console.mix_tracks(tracks, track_params), atol=1e-6)
+    assert torch.allclose(chunked_grad, grad, rtol=1e-4, atol=1e-7)

@@ -49,6 +49,12 @@ def test_open_musdb_subsets_and_splits(root, monkeypatch):
         open_musdb(root, "test", split="valid")
 
 
+def test_open_musdb_relative_path_keeps_its_validation_split(root, monkeypatch):
+    # musdb joins a relative setup-file path to the root again (root/root/diffmst_setup.yaml)
+    monkeypatch.chdir(root.parent)
+    assert [t.name for t in open_musdb(root.name, "train", split="valid")] == ["synth_train_0002"]
+
+
 def test_clear_errors_for_missing_path(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         open_musdb(tmp_path / "nowhere")

@@ -65,3 +65,21 @@ def test_gradient_reaches_pan_at_hard_left_and_right():
     (mix[:, 0].square().mean() - mix[:, 1].square().mean()).abs().sum().backward()
     pan_grad = track.grad[:, 0, -1]
     assert torch.isfinite(pan_grad).all() and (pan_grad.abs() > 0).all()
+
+
+def test_hand_written_gain_computer_backward_matches_autograd():
+    """The compressor's static curve saves only its level in forward (console._TargetGain):
+    its gradient equals autograd's through the plain expression, below, in and above the knee."""
+    from diffmst_lite.console import _TargetGain, db_to_amplitude, gain_computer
+
+    generator = torch.Generator().manual_seed(0)
+    level = (torch.rand(4, 500, generator=generator, dtype=torch.float64) * 80 - 70).requires_grad_()
+    threshold = torch.tensor([-60.0, -30.0, -20.0, 0.0], dtype=torch.float64, requires_grad=True)
+    ratio = torch.tensor([1.0, 2.0, 4.0, 10.0], dtype=torch.float64, requires_grad=True)
+    knee = torch.tensor([1.0, 6.0, 12.0, 3.0], dtype=torch.float64, requires_grad=True)
+    inputs = (level, threshold, ratio, knee)
+    cotangent = torch.randn(4, 500, generator=generator, dtype=torch.float64)
+    ours = torch.autograd.grad(_TargetGain.apply(*inputs), inputs, cotangent)
+    plain = torch.autograd.grad(db_to_amplitude(gain_computer(*inputs)), inputs, cotangent)
+    for got, expected in zip(ours, plain):
+        assert torch.allclose(got, expected, rtol=1e-9, atol=1e-12)

@@ -165,3 +165,29 @@ def test_shipped_checkpoint_follows_the_reference_balance(unseen_songs):
                 mix, _, _ = model(tracks, ref)
             target, got = float(stereo_imbalance(ref)), float(stereo_imbalance(mix))
             assert abs(got - target) < 0.25, (song.name, target, got)
+
+
+def test_mix_of_44k_stems_with_the_shipped_model_moves_at_most_one_setting_per_strip(unseen_songs, tmp_path, capsys):
+    """The EQ ranges are absolute Hz, so a sheet predicted at 22.05 kHz stays valid at 44.1 kHz
+    except band 3's frequency (its 22.05 kHz range lies below 12 kHz); before, 68 of 18 tracks'
+    settings were pinned to range edges."""
+    from diffmst_lite.audio import resample
+
+    song = unseen_songs[0]
+    tracks = resample(torch.from_numpy(song.audio(0, 6 * SR)[0]), SR, 44100)
+    reference = resample(torch.from_numpy(song.audio(6 * SR, 6 * SR)[1]), SR, 44100)
+    paths = []
+    for i, track in enumerate(tracks):
+        paths.append(str(tmp_path / f"t{i}.wav"))
+        sf.write(paths[-1], track.numpy(), 44100)
+    sf.write(tmp_path / "ref.wav", reference.T.numpy(), 44100)
+    assert main(["mix", *paths, "--reference", str(tmp_path / "ref.wav"), "--out", str(tmp_path / "m.wav"),
+                 "--sheet-out", str(tmp_path / "m.json")]) == 0
+    err = capsys.readouterr().err
+    moved = int(err.split(" predicted settings lay outside")[0].split()[-1]) if "lay outside" in err else 0
+    assert 0 < moved <= len(paths) + 1, err
+    sheet = json.loads((tmp_path / "m.json").read_text())
+    for strip in sheet["tracks"] + [sheet["master"]]:
+        pinned = [band for band, (low, high) in zip(strip["eq"], P.band_freq_ranges(44100))
+                  if min(abs(band["freq_hz"] - low), abs(band["freq_hz"] - high)) < 1e-3]
+        assert len(pinned) <= 1, pinned

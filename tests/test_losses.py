@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import scipy.signal
 import torch
 
 from diffmst_lite import features as F
@@ -31,7 +32,20 @@ def test_rms_and_crest_factor_of_a_sine_in_db():
     s = sine(1000.0, 1.0, SR, amplitude=0.5)
     x = stereo(s, s)
     assert F.rms(x)[0, 0].item() == pytest.approx(20 * math.log10(0.5 / math.sqrt(2)), abs=0.01)
+    assert F.rms(x, db=False)[0, 0].item() == pytest.approx(0.5 / math.sqrt(2), abs=1e-4)
     assert F.crest_factor(x)[0, 0].item() == pytest.approx(3.01, abs=0.02)
+
+
+def test_af_loss_compares_linear_rms_by_default_and_db_on_request():
+    x = torch.randn(1, 2, SR) * 0.1
+    y = x * torch.tensor([1.0, 0.5])[None, :, None]  # right channel 6 dB down
+    xn, yn = (loudness_normalize(m, SR, -16.0) for m in (x, y))
+    linear = (F.rms(xn, db=False) - F.rms(yn, db=False)).square().mean()
+    in_db = (F.rms(xn) - F.rms(yn)).square().mean()
+    assert AudioFeatureLoss(SR).terms(x, y)["rms"].item() == pytest.approx(linear.item(), rel=1e-4)
+    assert AudioFeatureLoss(SR, rms_db=True).terms(x, y)["rms"].item() == pytest.approx(in_db.item(), rel=1e-4)
+    # +2 / -4 dB around the mean level: ~10 dB² in dB, but < 0.001 linear (RMS ~0.08 at -16 LUFS)
+    assert 1e-4 < linear.item() < 1e-3 and 8 < in_db.item() < 12
 
 
 @pytest.mark.parametrize("sample_rate", [16000, 22050, 44100, 48000])
@@ -51,6 +65,45 @@ def test_bark_spectrum_sees_a_tone_in_its_band_and_side_of_mono_is_floor():
     band = int(torch.nonzero((edges[:-1] <= 1000) & (edges[1:] > 1000))[0, 0])
     assert spectrum.shape == (1, 2, 24) and spectrum[0, 0].argmax() == band
     assert spectrum[0, 1].max().item() == pytest.approx(math.log(F.LOG_FLOOR), abs=1e-3)
+
+
+def _music_like(seconds: float = 3.0, level_dbfs: float = -20.0) -> torch.Tensor:
+    """A mono test signal with a falling spectrum: low-passed noise plus three tones, at ``level_dbfs`` RMS."""
+    generator = torch.Generator().manual_seed(0)
+    noise = scipy.signal.lfilter([0.05], [1.0, -0.95], torch.randn(int(seconds * SR), generator=generator).numpy())
+    x = torch.from_numpy(noise).float() + sum(sine(f, seconds, SR, 0.2 / k) for k, f in enumerate((110.0, 440.0, 1760.0), 1))
+    return x * 10 ** (level_dbfs / 20) / x.square().mean().sqrt()
+
+
+def test_bark_floor_ignores_inaudible_side_noise_but_not_an_audible_imbalance():
+    # Issue 10: with the old floor (-153 dB) side noise at -80 dBFS scored 23 % of a 6 dB imbalance.
+    mono = _music_like()
+    reference, loss = stereo(mono, mono), AudioFeatureLoss(SR)
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.randn(mono.shape, generator=generator)
+
+    def side_noise(level_dbfs: float) -> float:
+        e = noise * 10 ** (level_dbfs / 20)
+        return loss(stereo(mono + e, mono - e), reference).item()
+
+    imbalance = loss(stereo(mono, 0.5 * mono), reference).item()
+    assert imbalance > 0.5
+    assert side_noise(-80.0) < 0.05 * imbalance
+    assert side_noise(-40.0) > 0.2 * imbalance  # side content 20 dB under the mix is still seen
+    assert F.bark_spectrum(stereo(mono, mono), SR)[0, 1].max().item() == pytest.approx(math.log(F.LOG_FLOOR), abs=1e-3)
+
+
+def test_bark_spectrum_reads_a_sine_in_dbfs_and_the_floor_at_minus_90_dbfs():
+    n_fft = 2048
+    s = sine(1000.0, 1.0, SR, amplitude=0.5)
+    bins = F.bark_spectrum(stereo(s, s), SR, n_fft=n_fft)  # mid = the sine; its band averages several bins
+    edges = F.bark_band_edges(SR)
+    band = int(torch.nonzero((edges[:-1] <= 1000) & (edges[1:] > 1000))[0, 0])
+    bins_in_band = int((F.bark_filterbank(SR, n_fft)[band] > 0).sum())
+    # a Hann window spreads a sine's amplitude over ~2 bins (sum of magnitudes 0.5 * (1 + 2 * 0.5))
+    expected = math.log(0.5 * 2.0 / bins_in_band + F.LOG_FLOOR)
+    assert bins[0, 0, band].item() == pytest.approx(expected, abs=0.15)
+    assert 20 * math.log10(F.LOG_FLOOR) == pytest.approx(F.BARK_FLOOR_DBFS) == -90.0
 
 
 def test_af_loss_is_zero_for_identical_mixes_and_weights_scale_terms():
@@ -81,6 +134,17 @@ def test_mrstft_is_zero_for_equal_inputs_and_grows_with_difference():
     assert loss(x, x).item() == pytest.approx(0.0, abs=1e-6) and 0 < small < large
     with pytest.raises(ValueError, match="equal shapes"):
         loss(x, x[..., :-1])
+
+
+def test_mrstft_names_its_minimum_length():
+    loss = MRSTFTLoss()
+    assert loss.min_samples == 4097
+    x = torch.randn(1, 2, 4097)
+    assert math.isfinite(loss(x, 0.5 * x).item())
+    with pytest.raises(ValueError, match="at least 4097 samples"):
+        loss(x[..., :4096], x[..., :4096])
+    short = MRSTFTLoss(fft_sizes=(512, 2048))
+    assert short.min_samples == 1025 and math.isfinite(short(x[..., :1025], x[..., :1025]).item())
 
 
 def test_differentiable_loudness_matches_bs1770_on_steady_material():

@@ -51,6 +51,19 @@ def tiny(out: Path, **kw) -> TrainConfig:
 LOSS_COLUMNS = ("step", "loss", "mrstft", "af")
 
 
+def test_default_options_keep_pytorchs_thread_count(tmp_path, songs):
+    """``threads`` defaults to PyTorch's own count; ``threads=1`` sets one for the process."""
+    assert TrainConfig().threads == 0
+    torch.set_num_threads(2)
+    try:
+        train(tiny(tmp_path / "default", steps=1), songs=songs, progress=False)
+        assert torch.get_num_threads() == 2
+        train(tiny(tmp_path / "one", steps=1, threads=1), songs=songs, progress=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_loss_falls_on_one_batch(tmp_path, songs):
     steps = 100  # ~0.35 s each with one thread
     result = train(tiny(tmp_path / "run", steps=steps, overfit=True), songs=songs, progress=False)

@@ -51,7 +51,7 @@ def test_mixer_pan_moves_the_track(tracks):
 
 def test_eq_gain_changes_the_response_at_the_centre_by_that_gain(tracks):
     eq = EQWidget(tracks[0], SR, settings={"eq.band0.gain_db": 3.0, "eq.band2.gain_db": -4.0})
-    centre = 1500.0
+    centre = 3000.0  # inside band 1 (2-8 kHz at every rate)
     eq.controls["eq.band1.freq_hz"].value = centre
     data = plotting.eq_curves_data(*eq._bands(), SR, freqs=np.array([centre]))
     audio = eq.render()
