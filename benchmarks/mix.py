@@ -62,7 +62,7 @@ def main() -> None:
         stems = [str(p) for p in write_song(folder, args.seconds, args.sample_rate)]
         checkpoint = args.checkpoint
         if checkpoint is None:
-            from diffmst_lite.inference import DEFAULT_CHECKPOINT
+            from diffmst_lite.mixing import DEFAULT_CHECKPOINT
             from diffmst_lite.model import DiffMST
 
             checkpoint = str(DEFAULT_CHECKPOINT)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .audio import AudioError, load_audio, save_audio
-from .sheet import SheetError
+from diffmst_lite.files.atomic import write_text
+from diffmst_lite.files.audio import AudioError, load_audio, save_audio
+from diffmst_lite.console.sheet import SheetError
 
 
 class CommandError(Exception):
@@ -62,9 +63,7 @@ def write_json(document: dict, out: str | None, force: bool) -> None:
         sys.stdout.write(text)
         return
     refuse_overwrite(out, force)
-    tmp = Path(out).with_name(Path(out).name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    write_text(out, text)
     print(f"wrote {out}", file=sys.stderr)
 
 
@@ -72,15 +71,15 @@ def write_json(document: dict, out: str | None, force: bool) -> None:
 
 
 def cmd_sheet(args: argparse.Namespace) -> None:
-    from .sheet import neutral_sheet
+    from diffmst_lite.console.sheet import neutral_sheet
 
     _, names, rate = load_tracks(args.tracks)
     write_json(neutral_sheet(names, rate), args.out, args.force)
 
 
 def cmd_render(args: argparse.Namespace) -> None:
-    from .inference import render_sheet
-    from .sheet import read_sheet
+    from diffmst_lite.mixing.inference import render_sheet
+    from diffmst_lite.console.sheet import read_sheet
 
     refuse_overwrite(args.out, args.force)
     tracks, names, rate = load_tracks(args.tracks)
@@ -101,10 +100,16 @@ def report_mix(path: str, mix: torch.Tensor, rate: int, num_tracks: int) -> None
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
-    from .audio import resample
-    from .inference import (load_model, lower_to_peak, match_reference_loudness, optimize_sheet, predict_sheet,
-                            render_sheet)
-    from .sheet import write_sheet
+    from diffmst_lite.files.audio import resample
+    from diffmst_lite.mixing.inference import (
+        load_model,
+        lower_to_peak,
+        match_reference_loudness,
+        optimize_sheet,
+        predict_sheet,
+        render_sheet,
+    )
+    from diffmst_lite.console.sheet import write_sheet
 
     refuse_overwrite(args.out, args.force)
     refuse_overwrite(args.sheet_out, args.force)
@@ -143,8 +148,8 @@ def cmd_mix(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from .audio import integrated_loudness
-    from .features import all_features
+    from diffmst_lite.dsp.loudness import integrated_loudness
+    from diffmst_lite.losses.features import all_features
 
     audio, rate = load_audio(args.file)
     if audio.shape[0] == 1:
@@ -168,9 +173,9 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .data import load_songs, reference_songs
-    from .evaluate import EvalConfig, evaluate, format_table, write_csv
-    from .inference import load_model
+    from diffmst_lite.data.songs import load_songs, reference_songs
+    from diffmst_lite.mixing.evaluate import EvalConfig, evaluate, format_table, write_csv
+    from diffmst_lite.mixing.inference import load_model
 
     refuse_overwrite(args.out, args.force)
     model = load_model(args.checkpoint)
@@ -188,7 +193,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_make_songs(args: argparse.Namespace) -> None:
-    from .songs import make_songs
+    from diffmst_lite.data.song_trees import make_songs
 
     try:
         result = make_songs(args.dir, args.songs, args.seconds, args.seed, test_songs=args.test_songs,
@@ -201,12 +206,12 @@ def cmd_make_songs(args: argparse.Namespace) -> None:
 
 
 def train_config(args: argparse.Namespace):
-    """The :class:`~diffmst_lite.train.TrainConfig` of ``diffmst-lite train``: the options given;
+    """The :class:`~diffmst_lite.training.loop.TrainConfig` of ``diffmst-lite train``: the options given;
     on ``--resume`` the others come from the run's own checkpoint, else from the defaults."""
     import dataclasses
 
-    from .model import read_checkpoint
-    from .train import TrainConfig
+    from diffmst_lite.model.diffmst import read_checkpoint
+    from diffmst_lite.training.loop import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {name: getattr(args, name) for name in fields  # flags: only if set
@@ -222,7 +227,7 @@ def train_config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
-    from .train import train
+    from diffmst_lite.training.loop import train
 
     result = train(train_config(args), progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) == 0 and result["history"]:
@@ -234,9 +239,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``diffmst-lite train`` options (defaults None: :class:`~diffmst_lite.train.TrainConfig`'s,
+    """The ``diffmst-lite train`` options (defaults None: :class:`~diffmst_lite.training.loop.TrainConfig`'s,
     or on ``--resume`` the run's own)."""
-    from .train import LOSSES
+    from diffmst_lite.training.loop import LOSSES
 
     p.add_argument("--method", type=int, choices=(1, 2), help="1: random mixes (default), 2: real references")
     p.add_argument("--loss", choices=LOSSES, help="default: mrstft (Method 1), af (Method 2); "
@@ -268,10 +273,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_make_real_songs(args: argparse.Namespace) -> None:
-    from .realsongs import make_real_songs
+    from diffmst_lite.data.realsongs import make_real_songs
 
     if args.references_out:
-        from .realsongs import collect_references
+        from diffmst_lite.data.realsongs import collect_references
 
         rows = collect_references(args.references_out)
         print(f"{len(rows)} reference mixes ({sum(r['seconds'] for r in rows) / 60:.1f} min) in "

@@ -8,7 +8,8 @@ training configuration (chapter 13 shows it) and the step.
 
 import sys
 
-from diffmst_lite.model import DiffMST, read_checkpoint
+from diffmst_lite.model import DiffMST
+from diffmst_lite.model.diffmst import read_checkpoint
 
 
 def main(source: str, target: str) -> None:

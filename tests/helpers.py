@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from diffmst_lite import params as P
+from diffmst_lite.console import params
 
 
 def sine(freq_hz: float, seconds: float, sample_rate: int, amplitude: float = 0.5) -> torch.Tensor:
@@ -20,12 +20,12 @@ def rms_db(x: torch.Tensor) -> float:
 
 def neutral(sample_rate: int, tracks: int = 1, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Neutral normalised settings ``(batch, tracks, P)`` and ``(batch, Pm)``."""
-    track = P.neutral_params(P.track_param_specs(sample_rate))
-    master = P.neutral_params(P.master_param_specs(sample_rate))
+    track = params.neutral_params(params.track_param_specs(sample_rate))
+    master = params.neutral_params(params.master_param_specs(sample_rate))
     return track.repeat(batch, tracks, 1), master.repeat(batch, 1)
 
 
-def set_physical(unit_params: torch.Tensor, specs: list[P.ParamSpec], name: str, value: float) -> torch.Tensor:
+def set_physical(unit_params: torch.Tensor, specs: list[params.ParamSpec], name: str, value: float) -> torch.Tensor:
     """Copy of normalised ``unit_params (..., P)`` with parameter ``name`` set to a physical ``value``."""
     index = [s.name for s in specs].index(name)
     out = unit_params.clone()

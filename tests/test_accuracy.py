@@ -9,22 +9,22 @@ import pytest
 import torch
 from scipy.signal import sosfilt, sosfreqz
 
-from diffmst_lite import params as P
-from diffmst_lite.console import (
-    LEVEL_DETECTOR_MS,
+from diffmst_lite.console import params
+from diffmst_lite.dsp import biquads
+from diffmst_lite.dsp.biquads import (
     biquad_coefficients,
-    compressor,
-    eq_impulse_length,
     eq_frequency_response,
+    eq_impulse_length,
     parametric_eq,
 )
+from diffmst_lite.dsp.dynamics import LEVEL_DETECTOR_MS, compressor
 
 
 def eq_grid(sample_rate):
     """Band settings over the range edges: every band at its lowest and highest
     frequency, Q 0.1 and 5, gain -12 and +12 dB (one band active, the rest flat),
     plus all six bands active at once."""
-    ranges = P.band_freq_ranges(sample_rate)
+    ranges = params.band_freq_ranges(sample_rate)
     settings = []
     for band, (low, high) in enumerate(ranges):
         for freq, q, gain_db in itertools.product((low, high), (0.1, 5.0), (-12.0, 12.0)):
@@ -41,7 +41,7 @@ def eq_grid(sample_rate):
 def sos_of(freq, gain_db, q, sample_rate):
     """Second-order sections ``(6, 6)`` of one six-band setting, normalised by a0."""
     rows = []
-    for band, kind in enumerate(P.BAND_TYPES):
+    for band, kind in enumerate(biquads.BAND_TYPES):
         b, a = biquad_coefficients(kind, freq[band : band + 1], gain_db[band : band + 1], q[band : band + 1], sample_rate)
         b, a = b[0].numpy(), a[0].numpy()
         rows.append(np.concatenate([b / a[0], a / a[0]]))

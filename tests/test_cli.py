@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from diffmst_lite.audio import AudioError, load_audio, save_audio, validate_audio
+from diffmst_lite.files.audio import AudioError, load_audio, save_audio, validate_audio
 from diffmst_lite.cli import main
-from diffmst_lite.sheet import SheetError, neutral_sheet, params_to_sheet, read_sheet, sheet_to_params
+from diffmst_lite.console import SheetError, neutral_sheet, read_sheet, sheet_to_params
+from diffmst_lite.console.sheet import params_to_sheet
 
 SR = 22050
 

@@ -5,8 +5,12 @@ import math
 import pytest
 import torch
 
-from diffmst_lite import params as P
-from diffmst_lite.console import MixingConsole, compressor, gain, pan, pan_gains, parametric_eq
+from diffmst_lite.console import params
+from diffmst_lite.console import MixingConsole
+from diffmst_lite.dsp.biquads import parametric_eq
+from diffmst_lite.dsp.decibels import gain
+from diffmst_lite.dsp.dynamics import compressor
+from diffmst_lite.dsp.panning import pan, pan_gains
 
 from helpers import neutral, rms_db, set_physical, sine
 
@@ -154,7 +158,7 @@ def test_padded_tracks_do_not_change_the_mix_and_wet_tracks_have_their_shape():
 
 def test_console_reports_its_parameter_counts_and_rejects_wrong_shapes():
     console = MixingConsole(44100)
-    assert (console.num_track_params, console.num_master_params) == (P.NUM_TRACK_PARAMS, P.NUM_MASTER_PARAMS)
+    assert (console.num_track_params, console.num_master_params) == (params.NUM_TRACK_PARAMS, params.NUM_MASTER_PARAMS)
     with pytest.raises(ValueError, match="track_params"):
         console(torch.zeros(1, 2, 100), torch.zeros(1, 3, 26), torch.zeros(1, 26))
     with pytest.raises(ValueError, match="tracks must be"):
@@ -163,10 +167,10 @@ def test_console_reports_its_parameter_counts_and_rejects_wrong_shapes():
 
 @pytest.mark.parametrize("sample_rate", [8000, 16000, 22050, 44100, 48000, 96000])
 def test_eq_ranges_are_absolute_below_0_45_fs_and_never_degenerate(sample_rate):
-    ranges = P.band_freq_ranges(sample_rate)
-    for (low, high), (abs_low, abs_high) in zip(ranges, P.BAND_FREQ_RANGES_HZ):
-        assert 0 < low and high <= 0.45 * sample_rate and high / low >= P.MIN_BAND_RATIO - 1e-9
-        if abs_low * P.MIN_BAND_RATIO <= min(abs_high or math.inf, 0.45 * sample_rate):
+    ranges = params.band_freq_ranges(sample_rate)
+    for (low, high), (abs_low, abs_high) in zip(ranges, params.BAND_FREQ_RANGES_HZ):
+        assert 0 < low and high <= 0.45 * sample_rate and high / low >= params.MIN_BAND_RATIO - 1e-9
+        if abs_low * params.MIN_BAND_RATIO <= min(abs_high or math.inf, 0.45 * sample_rate):
             assert low == abs_low  # the same in Hz at every rate
     assert ranges[1] == (80.0, 2000.0)
     if sample_rate == 22050:  # band 3 (12 kHz and up) lies above the cap: the octave below it
@@ -175,14 +179,14 @@ def test_eq_ranges_are_absolute_below_0_45_fs_and_never_degenerate(sample_rate):
 
 @pytest.mark.parametrize("to_rate", [44100, 48000])
 def test_settings_at_22k_move_at_most_one_value_per_strip_at_higher_rates(to_rate):
-    u = torch.rand(2000, P.NUM_TRACK_PARAMS, generator=torch.Generator().manual_seed(0))
-    for specs in (P.track_param_specs, P.master_param_specs):
-        moved = [P.rescale_params(row, specs(22050), specs(to_rate))[1] for row in u[:200]]
+    u = torch.rand(2000, params.NUM_TRACK_PARAMS, generator=torch.Generator().manual_seed(0))
+    for specs in (params.track_param_specs, params.master_param_specs):
+        moved = [params.rescale_params(row, specs(22050), specs(to_rate))[1] for row in u[:200]]
         assert max(moved) == 1  # band 3's frequency, whose 22.05 kHz range lies below 12 kHz
-        kept, _ = P.rescale_params(u, specs(22050), specs(to_rate))
-        others = [i for i in range(P.NUM_TRACK_PARAMS) if i != P.EQ_FREQ.start + 4]
-        physical = P.to_physical(u.double(), specs(22050))[:, others]
-        assert torch.allclose(P.to_physical(kept.double(), specs(to_rate))[:, others], physical, rtol=1e-4)
+        kept, _ = params.rescale_params(u, specs(22050), specs(to_rate))
+        others = [i for i in range(params.NUM_TRACK_PARAMS) if i != params.EQ_FREQ.start + 4]
+        physical = params.to_physical(u.double(), specs(22050))[:, others]
+        assert torch.allclose(params.to_physical(kept.double(), specs(to_rate))[:, others], physical, rtol=1e-4)
 
 
 def test_console_rejects_nan_and_settings_outside_0_1_naming_the_tensor():
@@ -205,27 +209,27 @@ def test_console_rejects_nan_and_settings_outside_0_1_naming_the_tensor():
 
 
 def test_dict_to_params_rejects_values_outside_their_range_like_the_sheet_reader():
-    specs = P.track_param_specs(SR)
-    values = P.neutral_physical(specs)
-    assert torch.allclose(P.to_physical(P.dict_to_params(values, specs).double(), specs),
+    specs = params.track_param_specs(SR)
+    values = params.neutral_physical(specs)
+    assert torch.allclose(params.to_physical(params.dict_to_params(values, specs).double(), specs),
                           torch.tensor([values[s.name] for s in specs], dtype=torch.float64), rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match=r"^pan: -1.1 is outside -1 … 1 L..R$"):
-        P.dict_to_params(values | {"pan": -1.1}, specs)
+        params.dict_to_params(values | {"pan": -1.1}, specs)
     with pytest.raises(ValueError, match=r"^eq.band3.freq_hz: 12000.0 is outside 4961.25 … 9922.5 Hz$"):
-        P.dict_to_params(values | {"eq.band3.freq_hz": 12000.0}, specs)
+        params.dict_to_params(values | {"eq.band3.freq_hz": 12000.0}, specs)
     with pytest.raises(ValueError, match=r"^compressor.ratio: nan is outside 1 … 10 :1$"):
-        P.dict_to_params(values | {"compressor.ratio": float("nan")}, specs)
+        params.dict_to_params(values | {"compressor.ratio": float("nan")}, specs)
     with pytest.raises(ValueError, match=r"^missing setting 'pan'"):
-        P.dict_to_params({k: v for k, v in values.items() if k != "pan"}, specs)
+        params.dict_to_params({k: v for k, v in values.items() if k != "pan"}, specs)
 
 
 def test_random_params_respect_the_config_and_are_reproducible():
-    first = P.random_track_params(4, 8, SR, generator=torch.Generator().manual_seed(0))
-    again = P.random_track_params(4, 8, SR, generator=torch.Generator().manual_seed(0))
+    first = params.random_track_params(4, 8, SR, generator=torch.Generator().manual_seed(0))
+    again = params.random_track_params(4, 8, SR, generator=torch.Generator().manual_seed(0))
     assert torch.equal(first, again) and first.shape == (4, 8, 26)
-    physical = P.to_physical(first, P.track_param_specs(SR))
-    assert physical[..., P.GAIN].min() >= -12.0 - 1e-4 and physical[..., P.GAIN].max() <= 6.0 + 1e-4
-    full = P.random_track_params(64, 8, SR, config=P.RandomParamConfig.full_range())
+    physical = params.to_physical(first, params.track_param_specs(SR))
+    assert physical[..., params.GAIN].min() >= -12.0 - 1e-4 and physical[..., params.GAIN].max() <= 6.0 + 1e-4
+    full = params.random_track_params(64, 8, SR, config=params.RandomParamConfig.full_range())
     assert full.min() < 0.05 and full.max() > 0.95
 
 
@@ -235,7 +239,7 @@ def test_compressor_keeps_pytorch_thread_count():
     import sys
 
     code = (
-        "import torch; from diffmst_lite.console import compressor\n"
+        "import torch; from diffmst_lite.console.mixer import compressor\n"
         "torch.set_num_threads(2)\n"
         "x = torch.randn(16, 1, 44100)\n"
         "(x @ x.transpose(1, 2)).sum()\n"  # PyTorch starts OpenMP first, as in real use
@@ -249,14 +253,15 @@ def test_compressor_keeps_pytorch_thread_count():
 
 def test_chunked_strips_give_the_same_mix_and_gradients(monkeypatch):
     """Strips run in chunks on long inputs (below glibc's mmap threshold): same numbers as all at once."""
-    import diffmst_lite.console as C
+    from diffmst_lite.dsp import biquads
+    from diffmst_lite.console import mixer as C
 
     console = MixingConsole(SR)
     tracks = torch.randn(2, 3, 3000, generator=torch.Generator().manual_seed(0)) * 0.1
     track_params, master_params = torch.rand(2, 3, 26, requires_grad=True), torch.rand(2, 26)
     mix, wet = console(tracks, track_params, master_params, return_tracks=True)
     grad, = torch.autograd.grad(mix.square().mean(), track_params)
-    monkeypatch.setattr(C, "CHUNK_BYTES", 8 * (3000 + C.eq_impulse_length(SR)) * 2)  # two strips per chunk
+    monkeypatch.setattr(C, "CHUNK_BYTES", 8 * (3000 + biquads.eq_impulse_length(SR)) * 2)  # two strips per chunk
     assert len(console._row_chunks(6, 3000)) == 3
     chunked = console(tracks, track_params, master_params)
     chunked_grad, = torch.autograd.grad(chunked.square().mean(), track_params)

@@ -7,9 +7,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from diffmst_lite.data import Song, load_songs, open_musdb, reference_songs
-from diffmst_lite.datasets import Method1Dataset, Method2Dataset, collate_tracks
-from diffmst_lite.songs import make_songs
+from diffmst_lite.data import Song, load_songs, reference_songs
+from diffmst_lite.data.songs import open_musdb
+from diffmst_lite.data.datasets import Method1Dataset, Method2Dataset, collate_tracks
+from diffmst_lite.data import make_songs
 
 SR = 22050
 SECONDS = 1.0

@@ -70,7 +70,8 @@ def test_gradient_reaches_pan_at_hard_left_and_right():
 def test_hand_written_gain_computer_backward_matches_autograd():
     """The compressor's static curve saves only its level in forward (console._TargetGain):
     its gradient equals autograd's through the plain expression, below, in and above the knee."""
-    from diffmst_lite.console import _TargetGain, db_to_amplitude, gain_computer
+    from diffmst_lite.dsp.decibels import db_to_amplitude
+    from diffmst_lite.dsp.dynamics import _TargetGain, gain_computer
 
     generator = torch.Generator().manual_seed(0)
     level = (torch.rand(4, 500, generator=generator, dtype=torch.float64) * 80 - 70).requires_grad_()

@@ -7,14 +7,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from diffmst_lite import params as P
+from diffmst_lite.console import params
 from diffmst_lite.cli import main
 from diffmst_lite.console import MixingConsole
-from diffmst_lite.evaluate import COLUMNS, EvalConfig, evaluate, write_csv
-from diffmst_lite.inference import loudest_excerpt, predict_sheet, render_sheet
+from diffmst_lite.mixing.evaluate import COLUMNS, EvalConfig, evaluate, write_csv
+from diffmst_lite.mixing.inference import loudest_excerpt, predict_sheet, render_sheet
 from diffmst_lite.losses import AudioFeatureLoss
 from diffmst_lite.model import DiffMST
-from diffmst_lite.optimize import optimize_params
+from diffmst_lite.mixing import optimize_params
 
 SR = 22050
 
@@ -23,7 +23,7 @@ def test_optimisation_lowers_the_af_loss_towards_a_reference_mix():
     generator = torch.Generator().manual_seed(0)
     tracks = torch.randn(1, 3, SR, generator=generator) * torch.tensor([0.3, 0.1, 0.05])[None, :, None]
     console = MixingConsole(SR)
-    target = P.random_track_params(1, 3, SR, generator), P.random_master_params(1, SR, generator)
+    target = params.random_track_params(1, 3, SR, generator), params.random_master_params(1, SR, generator)
     with torch.no_grad():
         reference = console(tracks, *target)
     result = optimize_params(tracks, reference, SR, steps=40, lr=0.05, progress=False)
@@ -50,8 +50,8 @@ def test_predicted_sheet_renders_audio_of_any_length_at_another_rate():
 
 
 def test_rescaled_params_keep_physical_values_that_fit():
-    track = P.random_track_params(1, 2, SR, torch.Generator().manual_seed(3))[0]
-    same, moved = P.rescale_params(track, P.track_param_specs(SR), P.track_param_specs(SR))
+    track = params.random_track_params(1, 2, SR, torch.Generator().manual_seed(3))[0]
+    same, moved = params.rescale_params(track, params.track_param_specs(SR), params.track_param_specs(SR))
     assert moved == 0 and torch.allclose(same, track, atol=1e-5)
 
 
@@ -76,7 +76,7 @@ def test_mix_command_with_a_checkpoint_and_with_optimisation(tmp_path, capsys):
 
 
 def test_mix_matches_the_reference_loudness_below_the_peak_limit(tmp_path, capsys):
-    from diffmst_lite.audio import integrated_loudness
+    from diffmst_lite.dsp.loudness import integrated_loudness
 
     t = np.arange(3 * SR) / SR
     for name, freq in (("a", 110.0), ("b", 660.0)):  # quiet tracks: the mix needs more output gain
@@ -124,7 +124,7 @@ def test_evaluation_reports_the_paper_columns_for_every_system(tmp_path):
 def unseen_songs(tmp_path_factory):
     """4 synthetic songs from a seed no training song used, at the shipped model's rate."""
     from diffmst_lite.data import load_songs
-    from diffmst_lite.songs import make_songs
+    from diffmst_lite.data import make_songs
 
     root = tmp_path_factory.mktemp("unseen")
     make_songs(root, num_songs=0, seconds=12, seed=4242, test_songs=4, sample_rate=22050, progress=False)
@@ -133,7 +133,7 @@ def unseen_songs(tmp_path_factory):
 
 def test_shipped_checkpoint_beats_the_baselines_on_unseen_songs(unseen_songs):
     """Issue 4: the shipped model beats equal-loudness and random settings on total AF loss."""
-    from diffmst_lite.inference import DEFAULT_CHECKPOINT, load_model
+    from diffmst_lite.mixing import DEFAULT_CHECKPOINT, load_model
 
     assert DEFAULT_CHECKPOINT.stat().st_size < 20e6
     assert set(torch.load(DEFAULT_CHECKPOINT, weights_only=True)) >= {"config", "model"}
@@ -150,9 +150,9 @@ def test_shipped_checkpoint_follows_the_reference_balance(unseen_songs):
     """Style transfer, not a fixed mix: the predicted mix leans to the side the reference
     leans to, and swapping the reference's channels swaps it (measured 0.42 -> 0.40,
     -0.42 -> -0.40 on song 0; a model that ignored its reference scored 0.01 for both)."""
-    from diffmst_lite.evaluate import sections
-    from diffmst_lite.features import stereo_imbalance
-    from diffmst_lite.inference import load_model
+    from diffmst_lite.mixing import sections
+    from diffmst_lite.losses.features import stereo_imbalance
+    from diffmst_lite.mixing import load_model
 
     model = load_model()
     length = 4 * 22050
@@ -171,7 +171,7 @@ def test_mix_of_44k_stems_with_the_shipped_model_moves_at_most_one_setting_per_s
     """The EQ ranges are absolute Hz, so a sheet predicted at 22.05 kHz stays valid at 44.1 kHz
     except band 3's frequency (its 22.05 kHz range lies below 12 kHz); before, 68 of 18 tracks'
     settings were pinned to range edges."""
-    from diffmst_lite.audio import resample
+    from diffmst_lite.files.audio import resample
 
     song = unseen_songs[0]
     tracks = resample(torch.from_numpy(song.audio(0, 6 * SR)[0]), SR, 44100)
@@ -188,6 +188,6 @@ def test_mix_of_44k_stems_with_the_shipped_model_moves_at_most_one_setting_per_s
     assert 0 < moved <= len(paths) + 1, err
     sheet = json.loads((tmp_path / "m.json").read_text())
     for strip in sheet["tracks"] + [sheet["master"]]:
-        pinned = [band for band, (low, high) in zip(strip["eq"], P.band_freq_ranges(44100))
+        pinned = [band for band, (low, high) in zip(strip["eq"], params.band_freq_ranges(44100))
                   if min(abs(band["freq_hz"] - low), abs(band["freq_hz"] - high)) < 1e-3]
         assert len(pinned) <= 1, pinned

@@ -1,4 +1,4 @@
-"""AF features and the two style losses, with numbers (DESIGN.md §5)."""
+"""AF features and the two style losses, with numbers (docs/design.md §5)."""
 
 import math
 
@@ -6,8 +6,8 @@ import pytest
 import scipy.signal
 import torch
 
-from diffmst_lite import features as F
-from diffmst_lite.audio import integrated_loudness, loudness, loudness_normalize
+from diffmst_lite.losses import features as F
+from diffmst_lite.dsp.loudness import integrated_loudness, loudness, loudness_normalize
 from diffmst_lite.losses import AFWeights, AudioFeatureLoss, MRSTFTLoss
 
 from helpers import sine

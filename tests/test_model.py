@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from diffmst_lite.console import MixingConsole
-from diffmst_lite.controller import ControllerConfig, TransformerController
-from diffmst_lite.encoder import EncoderConfig, SpectrogramEncoder, band_filterbank
+from diffmst_lite.model.controller import ControllerConfig, TransformerController
+from diffmst_lite.model.encoder import EncoderConfig, SpectrogramEncoder, band_filterbank
 from diffmst_lite.model import DiffMST, DiffMSTConfig
 
 SR = 22050

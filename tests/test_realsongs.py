@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from diffmst_lite import lmms, realsongs as R
+from diffmst_lite.data import lmms, realsongs as R
 from diffmst_lite.data import load_songs
 
 SR = 22050
@@ -196,8 +196,8 @@ def test_debian_licence_takes_the_last_matching_files_paragraph(tmp_path):
 
 def test_midi_tracks_are_rendered_dry(tmp_path):
     pretty_midi = pytest.importorskip("pretty_midi")
-    from diffmst_lite.midisongs import dry, render_midi_song
-    from diffmst_lite.synth import find_soundfont
+    from diffmst_lite.data.midisongs import dry, render_midi_song
+    from diffmst_lite.data.synth import find_soundfont
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=120)
     for program, pitch, pan in ((0, 60, 0), (33, 36, 127)):

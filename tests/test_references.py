@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from diffmst_lite import data
+from diffmst_lite.data import songs as data
 from diffmst_lite.cli import main
-from diffmst_lite.data import Method2Dataset, Song, load_songs, reference_songs
-from diffmst_lite.evaluate import EvalConfig, evaluate
-from diffmst_lite.synth import make_songs
+from diffmst_lite.data import Song, load_songs, reference_songs
+from diffmst_lite.data.datasets import Method2Dataset
+from diffmst_lite.mixing.evaluate import EvalConfig, evaluate
+from diffmst_lite.data import make_songs
 
 SR = 22050
 

@@ -7,10 +7,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from diffmst_lite import synth
-from diffmst_lite.data import STEM_NAMES
-from diffmst_lite.songs import make_songs
-from diffmst_lite.synth import SCALES, compose, find_soundfont, render_song
+from diffmst_lite.data import synth
+from diffmst_lite.data.songs import STEM_NAMES
+from diffmst_lite.data import make_songs
+from diffmst_lite.data.synth import SCALES, compose, find_soundfont, render_song
 
 SR = 22050
 

@@ -1,4 +1,4 @@
-"""Tests of diffmst_lite.train: the loss falls, resume is exact, checkpoints load with
+"""Tests of diffmst_lite.training.loop: the loss falls, resume is exact, checkpoints load with
 weights_only, a used run directory is refused, and DDP replicas stay equal.
 
 Everything runs a tiny model (preset "tiny", 2 tracks, 1 s segments at 8 kHz,
@@ -19,10 +19,10 @@ import torch
 
 from diffmst_lite.data import Song
 from diffmst_lite.model import DiffMST
-from diffmst_lite.songs import make_songs
+from diffmst_lite.data import make_songs
 from diffmst_lite.cli import main as cli_main
-from diffmst_lite.rundir import read_log
-from diffmst_lite.train import TrainConfig, parameter_loss, train
+from diffmst_lite.training.rundir import read_log
+from diffmst_lite.training.loop import TrainConfig, parameter_loss, train
 
 SR = 8000
 
@@ -168,7 +168,7 @@ def test_refuses_a_used_run_dir(tmp_path, song_root, capsys):
 
 DDP_SCRIPT = textwrap.dedent("""
     import os, sys, torch
-    from diffmst_lite.train import TrainConfig, train
+    from diffmst_lite.training.loop import TrainConfig, train
     torch.set_num_threads(1)
     data, out = sys.argv[1], sys.argv[2]
     cfg = TrainConfig(data=data, out=out, seconds=1.0, sample_rate=8000, preset="tiny", batch_size=1, tracks=2,

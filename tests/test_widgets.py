@@ -10,11 +10,11 @@ import torch
 
 matplotlib.use("Agg")
 
-from diffmst_lite import params as P  # noqa: E402
-from diffmst_lite import plotting  # noqa: E402
-from diffmst_lite.console import compressor  # noqa: E402
-from diffmst_lite.sheet import params_to_sheet  # noqa: E402
-from diffmst_lite.widgets import CompressorWidget, ConsoleWidget, EQWidget, MixerWidget  # noqa: E402
+from diffmst_lite.console import params  # noqa: E402
+from diffmst_lite.book import plotting  # noqa: E402
+from diffmst_lite.dsp.dynamics import compressor  # noqa: E402
+from diffmst_lite.console.sheet import params_to_sheet  # noqa: E402
+from diffmst_lite.book.widgets import CompressorWidget, ConsoleWidget, EQWidget, MixerWidget  # noqa: E402
 
 SR = 22050
 NAMES = ["kick", "bass", "keys", "lead"]
@@ -66,7 +66,7 @@ def test_eq_gain_changes_the_response_at_the_centre_by_that_gain(tracks):
 
 def test_eq_band_ranges_follow_the_parameter_table():
     eq = EQWidget(np.zeros(SR // 4, np.float32), SR)
-    for (low, high), band in zip(P.band_freq_ranges(SR), P.BAND_NAMES):
+    for (low, high), band in zip(params.band_freq_ranges(SR), params.BAND_NAMES):
         control = eq.controls[f"eq.{band}.freq_hz"]
         assert 10 ** control.min == pytest.approx(low) and 10 ** control.max == pytest.approx(high)
         assert high <= 0.45 * SR
@@ -92,8 +92,8 @@ def test_compressor_gain_data_matches_the_console(tracks):
 
 def test_console_sheet_round_trip_and_fader(tracks):
     generator = torch.Generator().manual_seed(1)
-    sheet = params_to_sheet(P.random_track_params(1, len(NAMES), SR, generator)[0],
-                            P.random_master_params(1, SR, generator)[0], SR, NAMES)
+    sheet = params_to_sheet(params.random_track_params(1, len(NAMES), SR, generator)[0],
+                            params.random_master_params(1, SR, generator)[0], SR, NAMES)
     console = ConsoleWidget.from_sheet(tracks, sheet)
     exported = console.to_sheet()
     flat = lambda s: np.array([v for v in _numbers(s)])  # noqa: E731
@@ -161,7 +161,7 @@ def test_diagrams_exist_and_urls_follow_the_install(monkeypatch):
     import importlib.metadata
     import json
 
-    from diffmst_lite import notebook
+    from diffmst_lite.book import notebook
 
     for name in notebook.DIAGRAMS:  # every diagram a notebook may ask for is in the repository
         assert (notebook.FIGURES_DIR / f"{name}.png").stat().st_size > 10_000

@@ -1,0 +1,85 @@
+"""Loudness: BS.1770 for files (pyloudnorm), a differentiable K-weighted approximation for training, RMS in dB (docs/design.md §5)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from diffmst_lite.dsp.biquads import k_weighting_power
+from diffmst_lite.files.audio import validate_audio
+
+SILENCE_LUFS = -70.0  # BS.1770's absolute gate: anything quieter counts as silence
+
+
+# ---------------------------------------------------------------- loudness
+
+
+def integrated_loudness(audio: torch.Tensor | np.ndarray, sample_rate: int) -> float:
+    """ITU-R BS.1770-4 integrated loudness (LUFS, gated) of ``(channels, samples)`` via pyloudnorm.
+
+    Signals shorter than one 400 ms gating block are padded with silence; a
+    silent signal returns -inf.
+
+    Chapter 1: Multitrack audio and mix style.
+    """
+    import pyloudnorm
+
+    data = np.asarray(audio.detach().cpu() if isinstance(audio, torch.Tensor) else audio, dtype=np.float64)
+    data = np.atleast_2d(data).T
+    block = int(0.4 * sample_rate) + 1
+    if data.shape[0] < block:
+        data = np.pad(data, ((0, block - data.shape[0]), (0, 0)))
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(data))
+
+
+def normalize_file_loudness(audio: torch.Tensor, sample_rate: int, target_lufs: float = -16.0) -> torch.Tensor:
+    """Scale ``audio (channels, samples)`` to ``target_lufs`` (BS.1770, gated); silence stays silent."""
+    measured = integrated_loudness(audio, sample_rate)
+    if not math.isfinite(measured):
+        return audio
+    return audio * 10 ** ((target_lufs - measured) / 20)
+
+
+def loudness(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """Differentiable loudness (LUFS) of ``x (batch, channels, samples)`` -> ``(batch,)``.
+
+    BS.1770 without gating: ``-0.691 + 10 log10(sum over channels of the mean square
+    of the K-weighted signal)``, the mean square taken from the spectrum (Parseval).
+    Equals pyloudnorm's value on steady material; clamped below at -70 LUFS so that
+    silence has a finite level and gradient.
+    """
+    x = validate_audio(x, "loudness input", dims=3)
+    n = x.shape[-1]
+    spectrum = torch.fft.rfft(x, n=n)
+    weight = k_weighting_power(sample_rate, spectrum.shape[-1], x.device).to(x.dtype)
+    # rfft keeps one side: every bin but DC (and Nyquist for even n) counts twice.
+    sides = torch.full_like(weight, 2.0)
+    sides[0] = 1.0
+    if n % 2 == 0:
+        sides[-1] = 1.0
+    mean_square = (spectrum.real.square() + spectrum.imag.square()) * weight * sides
+    power = mean_square.sum(-1).sum(-1) / (n * n)
+    return (-0.691 + 10 * torch.log10(power + 1e-12)).clamp_min(SILENCE_LUFS)
+
+
+def loudness_normalize(x: torch.Tensor, sample_rate: float, target_lufs: float = -16.0) -> torch.Tensor:
+    """Scale each item of ``x (batch, channels, samples)`` to ``target_lufs`` (differentiable).
+
+    Diff-MST normalises prediction and reference to the same loudness before the
+    loss, so the loss does not have to learn a level mismatch (docs/design.md §5).
+
+    Chapter 7: The audio-feature loss.
+    """
+    gain_db = target_lufs - loudness(x, sample_rate)
+    return x * torch.pow(10.0, gain_db / 20.0)[:, None, None]
+
+
+def rms_db(x: torch.Tensor | np.ndarray, floor: float = 1e-20) -> torch.Tensor | np.ndarray:
+    """RMS level in dBFS of each row of ``x (..., samples)``: ``10 log10(mean(x^2) + floor)``
+    (the square root inside the log; ``floor`` 1e-20 is -200 dB). A numpy array is measured
+    in float64 and gives a numpy array; a tensor keeps its gradient."""
+    if isinstance(x, np.ndarray):
+        return rms_db(torch.from_numpy(x).double(), floor).numpy()
+    return 10.0 * torch.log10(x.square().mean(-1) + floor)

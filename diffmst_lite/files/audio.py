@@ -1,0 +1,109 @@
+"""Audio files in and out: loading, saving (float WAV, atomically, never overwriting
+without ``force``), input validation with errors that name the file and the problem,
+resampling and cropping. Loudness lives in :mod:`diffmst_lite.dsp.loudness`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffmst_lite.files.atomic import atomic_path
+
+
+class AudioError(ValueError):
+    """Bad audio input: the message names the file or argument and the problem."""
+
+
+def validate_audio(x: torch.Tensor, name: str = "audio", dims: int | None = None) -> torch.Tensor:
+    """Check ``x`` is a non-empty, finite float tensor (with ``dims`` axes); return it.
+
+    Raises:
+        AudioError: naming ``name`` and what is wrong.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise AudioError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if dims is not None and x.dim() != dims:
+        raise AudioError(f"{name}: expected {dims} axes, got shape {tuple(x.shape)}")
+    if x.numel() == 0 or x.shape[-1] == 0:
+        raise AudioError(f"{name}: is empty (shape {tuple(x.shape)})")
+    if not torch.is_floating_point(x):
+        raise AudioError(f"{name}: expected floating-point samples, got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise AudioError(f"{name}: contains NaN or infinite samples")
+    return x
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+    """Read an audio file as ``(channels, samples)`` float32.
+
+    Args:
+        path: any format libsndfile reads (WAV, FLAC, OGG, ...).
+        sample_rate: if given, resample to this rate (polyphase, scipy).
+
+    Returns:
+        ``(audio, sample_rate)``.
+
+    Raises:
+        AudioError: missing or unreadable file, empty or non-finite audio.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # libsndfile's messages are long; keep the gist
+        raise AudioError(f"{path}: cannot read audio ({str(error).splitlines()[0]})") from None
+    audio = validate_audio(torch.from_numpy(np.ascontiguousarray(data.T)), name=str(path))
+    if sample_rate is not None and sample_rate != rate:
+        audio, rate = resample(audio, rate, sample_rate), sample_rate
+    return audio, rate
+
+
+def resample(x: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
+    """Resample ``x (..., samples)`` from ``from_rate`` to ``to_rate`` Hz (not differentiable)."""
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(from_rate), int(to_rate))
+    y = resample_poly(x.detach().cpu().numpy(), int(to_rate) // g, int(from_rate) // g, axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+
+
+def window(offset: float, seconds: float | None, sample_rate: int) -> slice:
+    """The samples from ``offset`` seconds on, ``seconds`` long (None: to the end)."""
+    start = round(offset * sample_rate)
+    return slice(start, None if seconds is None else start + round(seconds * sample_rate))
+
+
+def fit_length(x: np.ndarray, n: int) -> np.ndarray:
+    """Crop or zero-pad ``x (..., samples)`` to ``n`` samples."""
+    return x[..., :n] if x.shape[-1] >= n else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
+
+
+def save_audio(path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, force: bool = False) -> Path:
+    """Write ``audio (channels, samples)`` as a 32-bit float WAV (nothing clips on disk).
+
+    The file is written to a temporary name and renamed, so a failed write never
+    leaves half a file; an existing file is kept unless ``force``.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``force`` is False.
+        AudioError: the audio is empty or not finite.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path}: exists; use --force (force=True) to overwrite")
+    audio = validate_audio(torch.as_tensor(audio), name="audio to save")
+    if audio.dim() == 1:
+        audio = audio.unsqueeze(0)
+    with atomic_path(path, overwrite=force) as tmp:
+        sf.write(tmp, audio.detach().cpu().numpy().T, int(sample_rate), subtype="FLOAT")
+    return path

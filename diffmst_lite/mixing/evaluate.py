@@ -1,0 +1,138 @@
+"""Evaluation in the layout of the Diff-MST paper's table (Vanka et al., ISMIR 2024, Table 2).
+
+For each held-out song the input tracks come from one section and the reference
+is the song's own mixture from a different section (``cross_song=True``: another
+song's mixture). Four systems mix the tracks:
+
+- ``equal-loudness``: every track at the same loudness, centred, no processing;
+- ``random``: random console settings (the Method 1 distribution);
+- ``optimised``: test-time optimisation of the settings against the reference;
+- ``model``: the trained network's prediction.
+
+Columns are the mean squared errors of each audio feature against the reference
+(``rms`` linear RMS, ``cf`` crest factor in dB, ``sw`` stereo width, ``si`` stereo
+imbalance, ``bs`` Bark spectrum) and ``af``, the weighted AF loss of
+:class:`~diffmst_lite.losses.AudioFeatureLoss` with its defaults; lower is better.
+Both mixes are loudness-normalised to -16 LUFS first.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from diffmst_lite.console import params
+from diffmst_lite.dsp.loudness import loudness
+from diffmst_lite.console.mixer import MixingConsole
+from diffmst_lite.losses.style import AudioFeatureLoss
+from diffmst_lite.mixing.optimize import optimize_params
+
+METHODS = ("equal-loudness", "random", "optimised", "model")
+COLUMNS = ("rms", "cf", "sw", "si", "bs", "af")
+_TERM_COLUMNS = {"rms": "rms", "crest_factor": "cf", "stereo_width": "sw", "stereo_imbalance": "si",
+                 "bark_spectrum": "bs"}
+
+
+@dataclass
+class EvalConfig:
+    """Options of :func:`evaluate` (and ``diffmst-lite evaluate``)."""
+
+    seconds: float = 5.0  # length of the tracks' section and of the reference section
+    cross_song: bool = False
+    optimize_steps: int = 100
+    max_songs: int | None = None
+    seed: int = 0
+
+
+def equal_loudness_params(tracks: torch.Tensor, sample_rate: int, target_lufs: float = -30.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Settings that bring every track of ``tracks (1, T, N)`` to ``target_lufs`` (centred, no processing).
+
+    Chapter 15: Evaluation.
+    """
+    specs = params.track_param_specs(sample_rate)
+    track = params.neutral_params(specs).repeat(1, tracks.shape[1], 1)
+    levels = loudness(tracks[0, :, None, :], sample_rate)  # (T,) each track as a mono signal
+    gain_db = (target_lufs - levels).clamp(specs[params.GAIN].low, specs[params.GAIN].high)
+    track[0, :, params.GAIN] = specs[params.GAIN].to_unit(gain_db)
+    return track, params.neutral_params(params.master_param_specs(sample_rate))[None]
+
+
+def sections(num_samples: int, length: int) -> tuple[int, int]:
+    """Start samples of the tracks' section (at 1/4 of the song) and the reference section (at 3/4).
+
+    Chapter 15: Evaluation.
+    """
+    room = max(0, num_samples - length)
+    return round(0.25 * room), round(0.75 * room)
+
+
+def score(mix: torch.Tensor, reference: torch.Tensor, loss: AudioFeatureLoss) -> dict[str, float]:
+    """Per-feature MSEs and the AF total of ``mix`` vs ``reference`` (both ``(1, 2, N)``).
+
+    Chapter 15: Evaluation.
+    """
+    total, terms = loss.total_and_terms(mix, reference)
+    return {**{_TERM_COLUMNS[k]: float(v) for k, v in terms.items()}, "af": float(total)}
+
+
+def evaluate(model, songs: list, config: EvalConfig | None = None, progress: bool = True,
+             references: list | None = None) -> dict[str, dict[str, float]]:
+    """Evaluate the four systems on ``songs`` (:class:`~diffmst_lite.data.Song`) -> ``{method: {column: mean}}``.
+
+    ``model`` may be None (then the ``model`` row is left out). ``references``: mix-only
+    songs (e.g. real mastered mixes, :func:`~diffmst_lite.data.reference_songs`); song ``i``
+    is then mixed towards ``references[i % len(references)]`` (cross-song by construction).
+
+    Chapter 15: Evaluation.
+    """
+    config = config or EvalConfig()
+    songs = [s for s in songs if s.num_tracks > 0][: config.max_songs]
+    if not songs or (config.cross_song and len(songs) < 2 and not references):
+        raise ValueError("evaluation needs songs with tracks (and at least two songs with cross_song)")
+    sample_rate = songs[0].sample_rate
+    console, loss = MixingConsole(sample_rate), AudioFeatureLoss(sample_rate)
+    generator = torch.Generator().manual_seed(config.seed)
+    length = int(config.seconds * sample_rate)
+    totals: dict[str, dict[str, float]] = {}
+    for i, song in enumerate(tqdm(songs, desc="evaluating", disable=not progress)):
+        track_start, ref_start = sections(song.num_samples, length)
+        tracks = torch.from_numpy(song.audio(track_start, length)[0])[None]
+        ref_song = (references[i % len(references)] if references
+                    else songs[(i + 1) % len(songs)] if config.cross_song else song)
+        reference = torch.from_numpy(ref_song.audio(sections(ref_song.num_samples, length)[1], length)[1])[None]
+        settings = {
+            "equal-loudness": equal_loudness_params(tracks, sample_rate),
+            "random": (params.random_track_params(1, tracks.shape[1], sample_rate, generator),
+                       params.random_master_params(1, sample_rate, generator)),
+        }
+        result = optimize_params(tracks, reference, sample_rate, steps=config.optimize_steps, progress=False)
+        settings["optimised"] = (result.track_params, result.master_params)
+        if model is not None:
+            with torch.no_grad():
+                settings["model"] = model.predict_params(tracks, reference)
+        for method, (track_params, master_params) in settings.items():
+            with torch.no_grad():
+                row = score(console(tracks, track_params, master_params), reference, loss)
+            for column, value in row.items():
+                totals.setdefault(method, dict.fromkeys(COLUMNS, 0.0))[column] += value / len(songs)
+    return totals
+
+
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """A markdown table, one row per system."""
+    lines = ["| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for method, row in results.items():
+        lines.append(f"| {method} | " + " | ".join(f"{row[c]:.4f}" for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(results: dict[str, dict[str, float]], path: str | Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", *COLUMNS])
+        for method, row in results.items():
+            writer.writerow([method, *(f"{row[c]:.6f}" for c in COLUMNS)])

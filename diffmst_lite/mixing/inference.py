@@ -1,0 +1,159 @@
+"""Mix a set of stems in the style of a reference: predict (or optimise) a mixing
+sheet from excerpts, then render the full-length audio with it.
+
+Diff-MST (Vanka et al., ISMIR 2024) predicts one set of console settings for a
+song, so the settings can be estimated on representative excerpts (the loudest
+part of the tracks and of the reference) and applied to audio of any length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from diffmst_lite.console import params
+from diffmst_lite.dsp.loudness import integrated_loudness
+from diffmst_lite.files.audio import resample
+from diffmst_lite.console.mixer import MixingConsole
+from diffmst_lite.console.sheet import params_to_sheet, sheet_to_params
+
+DEFAULT_CHECKPOINT = Path(__file__).parents[1] / "checkpoints" / "lite.pt"
+
+
+def loudest_excerpt(x: torch.Tensor, sample_rate: int, seconds: float) -> torch.Tensor:
+    """The ``seconds``-long window of ``x (C, N)`` with the highest energy (all of ``x`` if shorter)."""
+    length = int(seconds * sample_rate)
+    if x.shape[-1] <= length:
+        return x
+    hop = max(1, sample_rate // 10)
+    energy = x.square().sum(0)
+    windows = energy.unfold(0, length, hop).sum(-1)
+    start = int(windows.argmax()) * hop
+    return x[:, start : start + length]
+
+
+def load_model(checkpoint: str | Path | None = None):
+    """Load a :class:`~diffmst_lite.model.DiffMST` checkpoint (default: the shipped lite model).
+
+    Chapter 14: Mix your own stems.
+    """
+    from diffmst_lite.model.diffmst import DiffMST
+
+    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    return DiffMST.load_checkpoint(str(path)).eval()
+
+
+def _to_rate(x: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
+    return x if from_rate == to_rate else resample(x, from_rate, to_rate)
+
+
+@torch.no_grad()
+def predict_sheet(model, tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int,
+                  names: list[str] | None = None, excerpt_seconds: float = 10.0) -> tuple[dict, int]:
+    """Predict a mixing sheet for ``tracks (T, N)`` and ``reference (2, M)`` at ``sample_rate``.
+
+    The network sees the loudest ``excerpt_seconds`` of the tracks and of the
+    reference, resampled to the model's rate; the sheet is written for
+    ``sample_rate``.
+
+    Returns:
+        ``(sheet, values moved into range)``: the count is non-zero when a setting
+        predicted at the model's rate lies outside the range at ``sample_rate``.
+
+    Chapter 14: Mix your own stems.
+    """
+    model_rate = model.config.sample_rate
+    excerpt = loudest_excerpt(tracks, sample_rate, excerpt_seconds)
+    ref_excerpt = loudest_excerpt(reference, sample_rate, excerpt_seconds)
+    track_params, master_params = model.predict_params(
+        _to_rate(excerpt, sample_rate, model_rate)[None], _to_rate(ref_excerpt, sample_rate, model_rate)[None]
+    )
+    track_params, moved_t = params.rescale_params(track_params[0], params.track_param_specs(model_rate), params.track_param_specs(sample_rate))
+    master_params, moved_m = params.rescale_params(master_params[0], params.master_param_specs(model_rate), params.master_param_specs(sample_rate))
+    return params_to_sheet(track_params, master_params, sample_rate, names), moved_t + moved_m
+
+
+def optimize_sheet(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int, names: list[str] | None = None,
+                   excerpt_seconds: float = 10.0, steps: int = 150, progress: bool = True) -> dict:
+    """Test-time optimisation of a sheet on excerpts (no network); see :mod:`diffmst_lite.mixing.optimize`.
+
+    Chapter 14: Mix your own stems.
+    """
+    from diffmst_lite.mixing.optimize import optimize_params
+
+    excerpt = loudest_excerpt(tracks, sample_rate, excerpt_seconds)
+    ref_excerpt = loudest_excerpt(reference, sample_rate, excerpt_seconds)
+    result = optimize_params(excerpt[None], ref_excerpt[None], sample_rate, steps=steps, progress=progress)
+    return params_to_sheet(result.track_params[0], result.master_params[0], sample_rate, names)
+
+
+@torch.no_grad()
+def render_sheet(tracks: torch.Tensor, sheet: dict, sample_rate: int) -> torch.Tensor:
+    """Render ``tracks (T, N)`` of any length with a mixing sheet -> ``(2, N)``.
+
+    Chapter 14: Mix your own stems.
+    """
+    settings = sheet_to_params(sheet, num_tracks=tracks.shape[0], sample_rate=sample_rate)
+    console = MixingConsole(sample_rate)
+    return console(tracks[None], settings["track_params"][None], settings["master_params"][None])[0]
+
+
+@torch.no_grad()
+def match_reference_loudness(sheet: dict, tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int,
+                             excerpt_seconds: float = 10.0, max_peak_db: float = -1.0) -> tuple[dict, dict]:
+    """Set the sheet's master output gain so the mix is as loud as the reference.
+
+    The style losses compare loudness-normalised audio (-16 LUFS), so neither the
+    model nor the optimiser learns an absolute level: a predicted mix can come out
+    20 dB quieter than its reference. This measures both loudest excerpts (ITU-R
+    BS.1770) and moves ``master.gain_out_db`` by the difference, no further than
+    keeps the excerpt's peak at ``max_peak_db`` dBFS (no limiter is added) and
+    inside the gain's range. ``tracks (T, N)``, ``reference (2, M)``.
+
+    Returns:
+        ``(new sheet, info)`` with ``info = {"change_db", "reference_lufs", "mix_lufs",
+        "limited_by"}`` (``limited_by``: None, ``"peak"`` or ``"range"``).
+    """
+    excerpt = loudest_excerpt(tracks, sample_rate, excerpt_seconds)
+    ref_excerpt = loudest_excerpt(reference, sample_rate, excerpt_seconds)
+    mix = render_sheet(excerpt, sheet, sample_rate)
+    mix_lufs, ref_lufs = integrated_loudness(mix, sample_rate), integrated_loudness(ref_excerpt, sample_rate)
+    info = {"change_db": 0.0, "reference_lufs": ref_lufs, "mix_lufs": mix_lufs, "limited_by": None}
+    if not (torch.isfinite(torch.tensor([mix_lufs, ref_lufs])).all()):
+        return sheet, info  # silence on either side: nothing to match
+    change = ref_lufs - mix_lufs
+    if _peak_db(mix) + change > max_peak_db:
+        change, info["limited_by"] = max_peak_db - _peak_db(mix), "peak"
+    spec = next(s for s in params.master_param_specs(sample_rate) if s.name == "gain_out_db")
+    current = float(sheet["master"]["gain_out_db"])
+    target = min(max(current + change, spec.low), spec.high)
+    if target != current + change:
+        info["limited_by"] = "range"
+    info["change_db"] = target - current
+    return _with_output_gain(sheet, target), info
+
+
+def _peak_db(x: torch.Tensor) -> float:
+    return 20.0 * torch.log10(x.abs().max().clamp_min(1e-12)).item()
+
+
+def _with_output_gain(sheet: dict, gain_out_db: float) -> dict:
+    """A copy of ``sheet`` with another master output gain (the input is left as it is)."""
+    return {**sheet, "master": {**sheet["master"], "gain_out_db": gain_out_db}}
+
+
+def lower_to_peak(sheet: dict, mix: torch.Tensor, max_peak_db: float = -1.0) -> tuple[dict, torch.Tensor, float]:
+    """Turn a rendered ``mix (2, N)`` and its sheet's output gain down together until
+    the mix peaks at ``max_peak_db`` dBFS (unchanged if it already does).
+
+    The output gain is the console's last stage, so scaling the rendered mix is
+    exactly what rendering with the lowered gain would give. Returns ``(sheet, mix,
+    change in dB)`` (change <= 0).
+    """
+    change = min(0.0, max_peak_db - _peak_db(mix))
+    if change == 0.0:
+        return sheet, mix, 0.0
+    return _with_output_gain(sheet, float(sheet["master"]["gain_out_db"]) + change), mix * 10.0 ** (change / 20.0), change

@@ -1,0 +1,2 @@
+"""The training loop, run directories and DDP (docs/design.md §6)."""
+
