@@ -1,8 +1,10 @@
 """The diffmst-lite command and the mixing sheet on good and bad input: every
 error is one clear line, exit code 2, and nothing is written or overwritten."""
 
+import contextlib
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -129,6 +131,29 @@ def test_features_prints_the_af_features_as_json(stems, capsys):
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "diffmst_lite", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "render" in result.stdout
+
+
+@pytest.mark.parametrize("environment,re_executes", [({}, True), ({"DIFFMST_MALLOC_TUNING": "0"}, False),
+                                                      ({"MALLOC_MMAP_THRESHOLD_": "1", "MALLOC_TRIM_THRESHOLD_": "1"}, False)])
+def test_command_restarts_once_with_the_allocator_settings(monkeypatch, environment, re_executes):
+    import diffmst_lite.__main__ as entry
+
+    for name in ("DIFFMST_MALLOC_TUNING", *entry.ALLOCATOR_SETTINGS):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "argv", ["diffmst-lite", "sheet", "a.wav"])
+    monkeypatch.setattr(sys, "platform", "linux")
+    calls = []
+    monkeypatch.setattr(entry.os, "execv", lambda *args: calls.append(args) or sys.exit(0))
+    monkeypatch.setattr("diffmst_lite.cli.main", lambda: 0)
+    with pytest.raises(SystemExit) if re_executes else contextlib.nullcontext():
+        entry.main()
+    if re_executes:
+        assert calls == [(sys.executable, [sys.executable, "-m", "diffmst_lite", "sheet", "a.wav"])]
+        assert all(os.environ[name] == value for name, value in entry.ALLOCATOR_SETTINGS.items())
+    else:
+        assert calls == [] and os.environ.get("MALLOC_MMAP_THRESHOLD_") in (None, "1")
 
 
 def test_sheet_round_trip_and_neutral_values():

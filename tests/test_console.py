@@ -233,22 +233,41 @@ def test_random_params_respect_the_config_and_are_reproducible():
     assert full.min() < 0.05 and full.max() > 0.95
 
 
-def test_compressor_keeps_pytorch_thread_count():
-    """numba's first parallel launch must not leave PyTorch on one thread (run in a fresh process)."""
+@pytest.mark.parametrize("first", ["render", "train"])
+def test_compressor_keeps_pytorch_thread_count(first):
+    """numba must not leave PyTorch on one thread, whichever kernel runs first (fresh process)."""
     import subprocess
     import sys
 
+    render = "compressor(x, 44100, -20 * p, 4 * p, 5 * p, 50 * p, 6 * p, 0 * p)\n"  # no grad: the cached kernel
+    train = "compressor(x.requires_grad_(), 44100, -20 * p, 4 * p, 5 * p, 50 * p, 6 * p, 0 * p)\n"  # torchcomp's
+    calls = [render, train] if first == "render" else [train, render]
     code = (
         "import torch; from diffmst_lite.console.mixer import compressor\n"
         "torch.set_num_threads(2)\n"
         "x = torch.randn(16, 1, 44100)\n"
         "(x @ x.transpose(1, 2)).sum()\n"  # PyTorch starts OpenMP first, as in real use
         "p = torch.ones(16)\n"
-        "compressor(x, 44100, -20 * p, 4 * p, 5 * p, 50 * p, 6 * p, 0 * p)\n"
-        "print(torch.get_num_threads())\n"
+        + "".join(call + "print(torch.get_num_threads())\n" for call in calls)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "2"
+    assert out.stdout.split() == ["2", "2"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rendering_recursion_is_torchcomps_exactly(dtype):
+    # without gradients the console runs its own cached kernel: the same numbers as torchcomp's
+    from torchcomp import compressor_core as torchcomp_core
+
+    from diffmst_lite.dsp.dynamics import compressor_core
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 20000, generator=g, dtype=dtype) ** 4  # bursts and quiet: attack and release both run
+    zi = torch.tensor([0.0, 0.5, 1.0], dtype=dtype)
+    at, rt = torch.tensor([0.5, 0.01, 1.0], dtype=dtype), torch.tensor([0.001, 0.2, 0.05], dtype=dtype)
+    with torch.no_grad():
+        ours = compressor_core(x, zi, at, rt)
+    assert ours.dtype == dtype and torch.equal(ours, torchcomp_core(x, zi, at, rt))
 
 
 def test_chunked_strips_give_the_same_mix_and_gradients(monkeypatch):

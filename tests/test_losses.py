@@ -147,6 +147,29 @@ def test_mrstft_names_its_minimum_length():
     assert short.min_samples == 1025 and math.isfinite(short(x[..., :1025], x[..., :1025]).item())
 
 
+@pytest.mark.parametrize("sample_rate", [11025, 22050, 44100, 48000])
+def test_integrated_loudness_is_pyloudnorms_bs1770(sample_rate):
+    import numpy as np
+    import pyloudnorm
+
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * sample_rate) / sample_rate
+    signals = {
+        "stereo noise": 0.1 * rng.standard_normal((2, 2 * sample_rate)),
+        "30 Hz tone, mono (the high-pass's skirt)": 0.5 * np.sin(2 * np.pi * 30 * t)[None],
+        # loud, silent and 30 dB quieter parts: both gates drop blocks
+        "bursts and silence": np.concatenate([0.5 * rng.standard_normal((2, sample_rate)), np.zeros((2, sample_rate)),
+                                              0.01 * rng.standard_normal((2, sample_rate))], 1),
+        "five channels": 0.1 * rng.standard_normal((5, sample_rate)),
+        "shorter than a block": 0.1 * rng.standard_normal((2, sample_rate // 4)),
+    }
+    meter = pyloudnorm.Meter(sample_rate)
+    for name, x in signals.items():
+        padded = np.pad(x, ((0, 0), (0, max(0, int(0.4 * sample_rate) + 1 - x.shape[-1]))))
+        assert integrated_loudness(x, sample_rate) == pytest.approx(meter.integrated_loudness(padded.T), abs=1e-3), name
+    assert integrated_loudness(np.zeros((2, sample_rate)), sample_rate) == -math.inf
+
+
 def test_differentiable_loudness_matches_bs1770_on_steady_material():
     generator = torch.Generator().manual_seed(0)
     for x in (torch.randn(1, 2, 3 * SR, generator=generator) * 0.05,

@@ -269,12 +269,13 @@ def midi_candidates(packages: tuple[str, ...], seconds: float | None, offset: fl
     """The MIDI files installed by ``packages`` (held-out packages are refused)."""
     from diffmst_lite.data.midisongs import render_midi_song, soundfonts
 
+    for package in packages:  # a held-out package is refused before anything else is looked at
+        check_allowed(package)
     fonts = soundfonts()
     if not fonts:
         raise FileNotFoundError("no General MIDI SoundFont: apt-get install fluid-soundfont-gm")
     out = []
     for package in packages:
-        check_allowed(package)
         files = [Path(f) for f in _run(["dpkg", "-L", package]).split()]
         for path in sorted(f for f in files if f.suffix.lower() in (".mid", ".midi") and f.is_file()):
             font = fonts[int(hashlib.md5(path.name.encode()).hexdigest(), 16) % len(fonts)]

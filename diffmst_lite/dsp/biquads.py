@@ -72,6 +72,13 @@ def biquad_response(
 EQ_IMPULSE_SECONDS = 0.85  # length of the EQ's impulse response
 
 
+def impulse_length(seconds: float, sample_rate: float) -> int:
+    """An even fast FFT size of at least ``seconds``: an impulse response read off a
+    frequency response sampled from 0 to fs/2 by ``irfft`` (an odd length would put
+    the last bin below fs/2 and every bin off the grid)."""
+    return 2 * fast_fft_length(math.ceil(seconds * sample_rate / 2))
+
+
 def eq_impulse_length(sample_rate: float) -> int:
     """Length (samples) of the EQ's impulse response: 0.85 s, rounded up to a fast FFT size.
 
@@ -80,7 +87,7 @@ def eq_impulse_length(sample_rate: float) -> int:
     otherwise wrap around; at 0.68 s it missed by 0.23 dB). tests/test_accuracy.py
     checks 0.1 dB at 22.05, 44.1, 48 and 96 kHz (worst measured: 0.025 dB).
     """
-    return fast_fft_length(math.ceil(EQ_IMPULSE_SECONDS * sample_rate))
+    return impulse_length(EQ_IMPULSE_SECONDS, sample_rate)
 
 
 def eq_frequency_response(
@@ -136,8 +143,8 @@ def parametric_eq(
     return fft_convolve(x, impulse)
 
 
-def k_weighting_power(sample_rate: float, num_bins: int, device=None) -> torch.Tensor:
-    """|K(f)|^2 of the BS.1770 K-weighting filter on ``num_bins`` frequencies 0..fs/2 (float64).
+def k_weighting_response(sample_rate: float, num_bins: int, device=None) -> torch.Tensor:
+    """Complex response ``(num_bins,)`` of the BS.1770 K-weighting filter on frequencies 0..fs/2 (complex128).
 
     The pre-filter (high shelf, +4 dB above ~1.5 kHz) and RLB high-pass (38 Hz),
     with the parameters pyloudnorm uses.
@@ -146,5 +153,24 @@ def k_weighting_power(sample_rate: float, num_bins: int, device=None) -> torch.T
     one = torch.ones(1, dtype=torch.float64, device=device)
     shelf = biquad_response("high_shelf", 1500.0 * one, 4.0 * one, one / math.sqrt(2), sample_rate, omega)
     high_pass = biquad_response("high_pass", 38.0 * one, 0.0 * one, 0.5 * one, sample_rate, omega)
-    return (shelf * high_pass).abs().square()[0]
+    return (shelf * high_pass)[0]
+
+
+def k_weighting_power(sample_rate: float, num_bins: int, device=None) -> torch.Tensor:
+    """|K(f)|^2 of the BS.1770 K-weighting filter on ``num_bins`` frequencies 0..fs/2 (float64)."""
+    return k_weighting_response(sample_rate, num_bins, device).abs().square()
+
+
+K_WEIGHTING_SECONDS = 0.25  # impulse length: the 38 Hz high-pass (Q 0.5) has decayed below 1e-9 of its peak
+
+
+def k_weighting(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """K-weight ``x (channels, samples)``: the two BS.1770 biquads as one FIR of their
+    impulse response (0.25 s), applied by FFT convolution. Same dtype out.
+    """
+    length = impulse_length(K_WEIGHTING_SECONDS, sample_rate)
+    impulse = torch.fft.irfft(k_weighting_response(sample_rate, length // 2 + 1, x.device), n=length)
+    return fft_convolve(x[None], impulse[None].to(x.dtype))[0]
+
+
 BAND_TYPES = ("low_shelf", "peaking", "peaking", "peaking", "peaking", "high_shelf")

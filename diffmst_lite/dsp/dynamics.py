@@ -28,10 +28,15 @@ def compressor_core(x: torch.Tensor, zi: torch.Tensor, at: torch.Tensor, rt: tor
     cores). So the first call (not the package's import, docs/design.md §4.3) gives numba
     one thread unless ``NUMBA_NUM_THREADS`` says otherwise. numba's first parallel launch
     also resets the OpenMP thread count PyTorch shares: it is restored after that launch.
+    Without gradients (and on the CPU) the same recursion runs in
+    :func:`.ballistics.attack_release`, which numba caches on disk.
     """
     global _torchcomp_core
+    if not x.is_cuda and not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, zi, at, rt))):
+        return _attack_release_no_grad(x, zi, at, rt)
     if _torchcomp_core is not None:
         return _torchcomp_core(x, zi, at, rt)
+    threads = torch.get_num_threads()  # before numba: its set_num_threads and first launch change it
     chosen = "NUMBA_NUM_THREADS" in os.environ
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # read when numba is first imported
     import numba
@@ -39,11 +44,20 @@ def compressor_core(x: torch.Tensor, zi: torch.Tensor, at: torch.Tensor, rt: tor
 
     if not chosen:
         numba.set_num_threads(1)  # also when numba was imported before (e.g. by librosa)
-    threads = torch.get_num_threads()
     y = core(x, zi, at, rt)
     torch.set_num_threads(threads)
     _torchcomp_core = core
     return y
+
+
+def _attack_release_no_grad(x: torch.Tensor, zi: torch.Tensor, at: torch.Tensor, rt: torch.Tensor) -> torch.Tensor:
+    """The same recursion when nothing needs a gradient (rendering): numba's on-disk cache
+    spares each new process the compilation of torchcomp's kernel (see :mod:`.ballistics`)."""
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # as for torchcomp, if numba starts here
+    from diffmst_lite.dsp.ballistics import attack_release
+
+    as_numpy = [t.detach().contiguous().numpy() for t in (x, zi, at, rt)]  # dtypes as torchcomp gets them
+    return torch.from_numpy(attack_release(*as_numpy))
 
 
 def time_constant_to_coefficient(ms: torch.Tensor, sample_rate: float) -> torch.Tensor:
