@@ -174,10 +174,18 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from diffmst_lite.data.songs import load_songs, reference_songs
-    from diffmst_lite.mixing.evaluate import EvalConfig, evaluate, format_table, write_csv
+    from diffmst_lite.mixing.evaluate import (
+        EvalConfig,
+        evaluate,
+        format_table,
+        format_win_rates,
+        write_csv,
+        write_pairs_csv,
+    )
     from diffmst_lite.mixing.inference import load_model
 
     refuse_overwrite(args.out, args.force)
+    refuse_overwrite(args.pairs_out, args.force)
     model = load_model(args.checkpoint)
     rate = model.config.sample_rate
     subset, split = ("test", None) if args.split == "test" else ("train", "valid")
@@ -185,9 +193,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     references = reference_songs(args.references, rate) if args.references else None
     config = EvalConfig(seconds=args.seconds, cross_song=args.cross_song, optimize_steps=args.steps,
                         max_songs=args.max_songs, seed=args.seed)
-    results = evaluate(model, songs, config, references=references)
+    pairs: list[dict] = []
+    results = evaluate(model, songs, config, references=references, pairs=pairs)
     print(format_table(results))
+    print(format_win_rates(pairs))
     write_csv(results, args.out)
+    if args.pairs_out:
+        write_pairs_csv(pairs, args.pairs_out)
     against = f" against {len(references)} reference mixes in {args.references}" if references else ""
     print(f"wrote {args.out}: {len(songs)} {args.split} songs{against}", file=sys.stderr)
 
@@ -357,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="model checkpoint (default: the shipped lite model)")
     p.add_argument("--data", help="MUSDB18(-HQ) or synthetic tree; its test subset is used (default: $MUSDB_PATH)")
     p.add_argument("--out", required=True, help="CSV with one row per system")
+    p.add_argument("--pairs-out", help="also a CSV of every (tracks, reference) pair's AF per system")
     p.add_argument("--cross-song", action="store_true", help="reference: another song's mixture")
     p.add_argument("--references", metavar="DIR",
                    help="reference: real mixes from DIR (wav, flac, ogg, mp3, m4a), one per song in turn")

@@ -120,6 +120,25 @@ def test_evaluation_reports_the_paper_columns_for_every_system(tmp_path):
     assert (tmp_path / "r.csv").read_text().splitlines()[0] == "method,rms,cf,sw,si,bs,af"
 
 
+def test_per_pair_scores_average_to_the_table_and_count_wins(tmp_path):
+    from diffmst_lite.mixing.evaluate import format_win_rates, win_rates, write_pairs_csv
+
+    pairs = []
+    results = evaluate(DiffMST.lite(SR).eval(), [_Song(0), _Song(1), _Song(2)],
+                       EvalConfig(seconds=1.0, optimize_steps=3, cross_song=True), progress=False, pairs=pairs)
+    assert len(pairs) == 3 and [p["song"] for p in pairs] == ["0", "1", "2"]
+    for method, row in results.items():
+        assert np.mean([p[method] for p in pairs]) == pytest.approx(row["af"], rel=1e-6)
+    rates = win_rates(pairs)
+    assert list(rates) == ["equal-loudness", "random", "optimised"]
+    for other, (wins, n) in rates.items():
+        assert n == 3 and wins == sum(p["model"] < p[other] for p in pairs)
+    assert win_rates([{"model": 1.0, "random": 2.0}, {"model": 3.0, "random": 2.0}]) == {"random": (1, 2)}
+    assert format_win_rates([{"model": 1.0, "random": 2.0}]) == "model beats random on 1/1 pairs"
+    write_pairs_csv(pairs, tmp_path / "pairs.csv")
+    assert (tmp_path / "pairs.csv").read_text().splitlines()[0] == "song,reference,equal-loudness,random,optimised,model"
+
+
 @pytest.fixture(scope="module")
 def unseen_songs(tmp_path_factory):
     """4 synthetic songs from a seed no training song used, at the shipped model's rate."""

@@ -100,9 +100,12 @@ def test_cli_evaluate_with_references_and_validation_split(tree, refs, tmp_path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     out = tmp_path / "r.csv"
     code = main(["evaluate", "--data", str(tree), "--references", str(refs), "--out", str(out), "--seconds", "1",
-                 "--steps", "1", "--split", "valid"])
-    err = capsys.readouterr().err
+                 "--steps", "1", "--split", "valid", "--pairs-out", str(tmp_path / "pairs.csv")])
+    printed = capsys.readouterr()
+    err = printed.err
     assert code == 0, err
     assert "1 valid songs against 4 reference mixes" in err
+    assert "model beats equal-loudness on " in printed.out and "/1 pairs" in printed.out
+    assert len((tmp_path / "pairs.csv").read_text().splitlines()) == 2  # header + the one pair
     assert [line.split(",")[0] for line in out.read_text().splitlines()] == [
         "method", "equal-loudness", "random", "optimised", "model"]

@@ -36,9 +36,9 @@ from diffmst_lite.files.audio import fit_length, resample
 from diffmst_lite.data.songs import STEM_NAMES
 
 EXTRA_STEMS = ("keys", "strings", "percussion", "counter", "pad", "guitar", "brass", "organ")
-SOUNDFONT_PATHS = (
-    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+SOUNDFONT_PATHS = (  # the first one installed renders (TimGM6mb first: what make book and Colab install)
     "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "/usr/share/sounds/sf2/default-GM.sf2",
     "/usr/share/soundfonts/default.sf2",
     "/usr/share/soundfonts/FluidR3_GM.sf2",

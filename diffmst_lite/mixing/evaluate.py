@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from diffmst_lite.console import params
 from diffmst_lite.dsp.loudness import loudness
+from diffmst_lite.files.atomic import atomic_path
 from diffmst_lite.console.mixer import MixingConsole
 from diffmst_lite.losses.style import AudioFeatureLoss
 from diffmst_lite.mixing.optimize import optimize_params
@@ -80,12 +81,14 @@ def score(mix: torch.Tensor, reference: torch.Tensor, loss: AudioFeatureLoss) ->
 
 
 def evaluate(model, songs: list, config: EvalConfig | None = None, progress: bool = True,
-             references: list | None = None) -> dict[str, dict[str, float]]:
+             references: list | None = None, pairs: list | None = None) -> dict[str, dict[str, float]]:
     """Evaluate the four systems on ``songs`` (:class:`~diffmst_lite.data.Song`) -> ``{method: {column: mean}}``.
 
     ``model`` may be None (then the ``model`` row is left out). ``references``: mix-only
     songs (e.g. real mastered mixes, :func:`~diffmst_lite.data.reference_songs`); song ``i``
     is then mixed towards ``references[i % len(references)]`` (cross-song by construction).
+    ``pairs``: if a list, one dict per (tracks, reference) pair is appended to it,
+    ``{"song", "reference", <method>: AF total, ...}``, for :func:`win_rates`.
 
     Chapter 15: Evaluation.
     """
@@ -114,12 +117,32 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
         if model is not None:
             with torch.no_grad():
                 settings["model"] = model.predict_params(tracks, reference)
+        pair = {"song": getattr(song, "name", str(i)), "reference": getattr(ref_song, "name", "")}
         for method, (track_params, master_params) in settings.items():
             with torch.no_grad():
                 row = score(console(tracks, track_params, master_params), reference, loss)
             for column, value in row.items():
                 totals.setdefault(method, dict.fromkeys(COLUMNS, 0.0))[column] += value / len(songs)
+            pair[method] = row["af"]
+        if pairs is not None:
+            pairs.append(pair)
     return totals
+
+
+def win_rates(pairs: list[dict], method: str = "model") -> dict[str, tuple[int, int]]:
+    """On how many pairs ``method`` has a lower AF total than each other system: ``{other: (wins, pairs)}``.
+
+    Chapter 15: Evaluation.
+    """
+    others = [m for m in METHODS if m != method and pairs and m in pairs[0]]
+    return {other: (sum(p[method] < p[other] for p in pairs), len(pairs)) for other in others}
+
+
+def format_win_rates(pairs: list[dict], method: str = "model") -> str:
+    """One line: ``model beats equal-loudness on 8/8 pairs, random on 7/8, optimised on 0/8``."""
+    rates = win_rates(pairs, method)
+    return f"{method} beats " + ", ".join(f"{other} on {wins}/{n}{' pairs' if k == 0 else ''}"
+                                          for k, (other, (wins, n)) in enumerate(rates.items()))
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
@@ -130,9 +153,20 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(results: dict[str, dict[str, float]], path: str | Path) -> None:
-    with open(path, "w", newline="") as handle:
+def _write_rows(path: str | Path, header: list[str], rows: list[list]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", *COLUMNS])
-        for method, row in results.items():
-            writer.writerow([method, *(f"{row[c]:.6f}" for c in COLUMNS)])
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_csv(results: dict[str, dict[str, float]], path: str | Path) -> None:
+    """The table of :func:`evaluate`, one row per system (written atomically)."""
+    _write_rows(path, ["method", *COLUMNS], [[m, *(f"{row[c]:.6f}" for c in COLUMNS)] for m, row in results.items()])
+
+
+def write_pairs_csv(pairs: list[dict], path: str | Path) -> None:
+    """The per-pair AF totals of :func:`evaluate` (``pairs=``), one row per pair (written atomically)."""
+    methods = [m for m in METHODS if pairs and m in pairs[0]]
+    _write_rows(path, ["song", "reference", *methods],
+                [[p["song"], p["reference"], *(f"{p[m]:.6f}" for m in methods)] for p in pairs])
