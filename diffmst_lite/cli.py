@@ -108,6 +108,7 @@ def cmd_mix(args: argparse.Namespace) -> None:
         optimize_sheet,
         predict_sheet,
         render_sheet,
+        with_limiter,
     )
     from diffmst_lite.console.sheet import write_sheet
 
@@ -131,10 +132,14 @@ def cmd_mix(args: argparse.Namespace) -> None:
             print(f"note: {moved} predicted settings lay outside their range at {rate} Hz and were moved to "
                   "its edge", file=sys.stderr)
     if not args.keep_level:
+        if not args.no_limiter:
+            sheet = with_limiter(sheet, ceiling_dbtp=-1.0)
         sheet, info = match_reference_loudness(sheet, tracks, reference, rate, args.excerpt)
         limit = {"peak": " (limited to keep the peak at -1 dBFS)", "range": " (limited by the gain's range)"}
-        print(f"master output gain {info['change_db']:+.1f} dB to match the reference's loudness "
-              f"({info['reference_lufs']:.1f} LUFS){limit.get(info['limited_by'], '')}", file=sys.stderr)
+        stage = (f"master output gain {info['change_db']:+.1f} dB" if args.no_limiter
+                 else f"{info['change_db']:+.1f} dB into a true-peak limiter at -1 dBTP")
+        print(f"{stage} to match the reference's loudness ({info['reference_lufs']:.1f} LUFS)"
+              f"{limit.get(info['limited_by'], '')}", file=sys.stderr)
     mix = render_sheet(tracks, sheet, rate)
     if not args.keep_level:  # the loudest excerpt may miss the song's highest peak
         sheet, mix, change = lower_to_peak(sheet, mix)
@@ -336,7 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--excerpt", type=float, default=10.0, help="seconds of audio the settings are estimated on")
     p.add_argument("--steps", type=int, default=150, help="optimisation steps with --optimize")
     p.add_argument("--keep-level", action="store_true",
-                   help="keep the predicted output gain (default: match the reference's loudness, peak <= -1 dBFS)")
+                   help="keep the predicted output gain (default: match the reference's loudness, "
+                        "true peak <= -1 dBTP with a limiter)")
+    p.add_argument("--no-limiter", action="store_true",
+                   help="match the loudness with the output gain alone, only as far as the peak stays <= -1 dBFS")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(run=cmd_mix)
 

@@ -286,3 +286,39 @@ def test_chunked_strips_give_the_same_mix_and_gradients(monkeypatch):
     chunked_grad, = torch.autograd.grad(chunked.square().mean(), track_params)
     assert torch.allclose(chunked, mix, atol=1e-6) and torch.allclose(wet.sum(1), console.mix_tracks(tracks, track_params), atol=1e-6)
     assert torch.allclose(chunked_grad, grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 44100, 48000])
+def test_true_peak_limiter_holds_the_ceiling_between_samples(sample_rate):
+    from diffmst_lite.dsp.limiter import limit_true_peak, true_peak_db
+
+    t = torch.arange(sample_rate, dtype=torch.float64) / sample_rate
+    # fs/4 at 45 degrees: every sample at 0.707, the waveform between them at 1.0 (true peak 0 dBTP, -3 dBFS)
+    tone = torch.sin(2 * math.pi * sample_rate / 4 * t + math.pi / 4).float().expand(2, -1)
+    assert true_peak_db(tone, sample_rate) == pytest.approx(0.0, abs=0.15)
+    g = torch.Generator().manual_seed(0)
+    hits = torch.zeros(2, sample_rate)
+    hits[:, :: sample_rate // 8] = 8.0  # clicks 18 dB over full scale, on a quiet bed
+    loud = torch.nn.functional.conv1d(hits[:, None], torch.randn(1, 1, 200, generator=g) * 0.3, padding=100)[:, 0, :sample_rate]
+    loud = loud + 0.05 * torch.randn(2, sample_rate, generator=g)
+    for x in (tone, loud):
+        y = limit_true_peak(x, sample_rate, ceiling_dbtp=-1.0)
+        assert true_peak_db(y, sample_rate) <= -1.0
+        assert torch.all(y.abs() <= x.abs() + 1e-6)  # it only ever turns down
+        both = (x[0].abs() > 1e-2) & (x[1].abs() > 1e-2)
+        assert torch.allclose(y[0][both] / x[0][both], y[1][both] / x[1][both], atol=1e-4)  # one gain, both channels
+    quiet = 0.1 * tone
+    assert torch.equal(limit_true_peak(quiet, sample_rate), quiet)  # below the ceiling: untouched
+
+
+def test_sheet_limiter_field_is_optional_and_validated():
+    from diffmst_lite.console import SheetError, neutral_sheet, sheet_to_params
+
+    sheet = neutral_sheet(["a"], 44100)
+    assert sheet_to_params(sheet)["limiter"] is None
+    limited = {**sheet, "limiter": {"gain_db": 6.0, "ceiling_dbtp": -1.0, "release_ms": 100.0}}
+    assert sheet_to_params(limited)["limiter"] == {"gain_db": 6.0, "ceiling_dbtp": -1.0, "release_ms": 100.0}
+    with pytest.raises(SheetError, match=r"sheet.limiter.ceiling_dbtp: 3.0 is outside -12 … 0 dBTP"):
+        sheet_to_params({**sheet, "limiter": {**limited["limiter"], "ceiling_dbtp": 3.0}})
+    with pytest.raises(SheetError, match="sheet.limiter: missing field 'release_ms'"):
+        sheet_to_params({**sheet, "limiter": {"gain_db": 0.0, "ceiling_dbtp": -1.0}})

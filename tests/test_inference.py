@@ -75,6 +75,37 @@ def test_mix_command_with_a_checkpoint_and_with_optimisation(tmp_path, capsys):
     assert code == 2 and "exists" in capsys.readouterr().err
 
 
+def test_mix_limits_the_true_peak_and_reaches_a_mastered_references_loudness(tmp_path, capsys):
+    from diffmst_lite.dsp.limiter import limit_true_peak, true_peak_db
+    from diffmst_lite.dsp.loudness import integrated_loudness
+
+    rng = np.random.default_rng(1)
+    t = np.arange(4 * SR) / SR
+    hits = np.zeros_like(t)
+    hits[:: SR // 4] = 1.0
+    drums = np.convolve(hits, rng.standard_normal(800) * np.exp(-np.arange(800) / 120), mode="same")
+    drums *= 0.5 / np.abs(drums).max()
+    sf.write(tmp_path / "drums.wav", drums.astype(np.float32), SR)  # peaky: crest factor ~20 dB
+    sf.write(tmp_path / "bass.wav", (0.2 * np.sin(2 * np.pi * 55 * t)).astype(np.float32), SR)
+    # a mastered reference: loud and limited (about -8 LUFS, true peak -1 dBTP)
+    master = limit_true_peak(torch.from_numpy(rng.standard_normal((2, len(t))) * 0.2).float(), SR, -1.0).numpy()
+    sf.write(tmp_path / "ref.wav", master.T.astype(np.float32), SR)
+    common = [str(tmp_path / "drums.wav"), str(tmp_path / "bass.wav"), "--reference", str(tmp_path / "ref.wav")]
+    for flags, out in (([], "lim.wav"), (["--no-limiter"], "gain.wav")):
+        assert main(["mix", *common, *flags, "--out", str(tmp_path / out), "--sheet-out", str(tmp_path / f"{out}.json")]) == 0
+    limited, gain_only = sf.read(tmp_path / "lim.wav")[0].T, sf.read(tmp_path / "gain.wav")[0].T
+    reference_lufs = integrated_loudness(master, SR)
+    assert abs(integrated_loudness(limited, SR) - reference_lufs) < 1.0
+    assert true_peak_db(torch.from_numpy(limited).float(), SR) <= -1.0
+    assert integrated_loudness(gain_only, SR) < reference_lufs - 3  # the peak stops the gain alone
+    assert "dB into a true-peak limiter at -1 dBTP to match" in capsys.readouterr().err
+    sheet = json.loads((tmp_path / "lim.wav.json").read_text())
+    assert sheet["limiter"]["ceiling_dbtp"] == -1.0 and sheet["limiter"]["gain_db"] > 20
+    assert main(["render", str(tmp_path / "drums.wav"), str(tmp_path / "bass.wav"), "--sheet",
+                 str(tmp_path / "lim.wav.json"), "--out", str(tmp_path / "r.wav")]) == 0
+    assert np.allclose(sf.read(tmp_path / "r.wav")[0].T, limited, atol=1e-4)  # the sheet holds the limiter
+
+
 def test_mix_matches_the_reference_loudness_below_the_peak_limit(tmp_path, capsys):
     from diffmst_lite.dsp.loudness import integrated_loudness
 
@@ -84,7 +115,7 @@ def test_mix_matches_the_reference_loudness_below_the_peak_limit(tmp_path, capsy
     noise = np.random.default_rng(0).standard_normal((3 * SR, 2)) * 0.05  # peaky: ~-23 LUFS, crest ~12 dB
     sf.write(tmp_path / "ref.wav", noise.astype(np.float32), SR)
     common = [str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--reference", str(tmp_path / "ref.wav")]
-    for flags, out in (([], "m.wav"), (["--keep-level"], "k.wav")):
+    for flags, out in ((["--no-limiter"], "m.wav"), (["--keep-level"], "k.wav")):
         assert main(["mix", *common, *flags, "--out", str(tmp_path / out), "--sheet-out", str(tmp_path / f"{out}.json")]) == 0
     mix, kept = sf.read(tmp_path / "m.wav")[0], sf.read(tmp_path / "k.wav")[0]
     reference_lufs = integrated_loudness(noise.T, SR)

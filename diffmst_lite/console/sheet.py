@@ -8,7 +8,12 @@
                  "compressor": {"threshold_db": -20.0, "ratio": 3.0, "attack_ms": 10.0,
                                 "release_ms": 120.0, "knee_db": 6.0, "makeup_db": 2.0},
                  "pan": -0.2}, ...],
-     "master": {"gain_in_db": 0.0, "eq": [...], "compressor": {...}, "gain_out_db": 0.0}}
+     "master": {"gain_in_db": 0.0, "eq": [...], "compressor": {...}, "gain_out_db": 0.0},
+     "limiter": {"gain_db": 12.0, "ceiling_dbtp": -1.0, "release_ms": 100.0}}
+
+``limiter`` is optional (``diffmst-lite mix`` writes it; without it the mix ends at
+the master's output gain): a gain, then a true-peak limiter, after the console
+(:mod:`diffmst_lite.dsp.limiter`), beyond the paper.
 
 All values are in physical units. The model's prediction, the test-time optimiser
 and the widgets produce and consume this sheet. Reading validates everything: a
@@ -34,7 +39,11 @@ class SheetError(ValueError):
     """An invalid mixing sheet; the message names the field."""
 
 
+SHEET_FIELDS = ("sample_rate", "tracks", "master")
 TRACK_FIELDS = ("name", "gain_db", "eq", "compressor", "pan")
+LIMITER_SPECS = (params.ParamSpec("gain_db", -30.0, 60.0, unit="dB"),  # into the limiter
+                 params.ParamSpec("ceiling_dbtp", -12.0, 0.0, unit="dBTP"),
+                 params.ParamSpec("release_ms", 1.0, 1000.0, unit="ms"))
 MASTER_FIELDS = ("gain_in_db", "eq", "compressor", "gain_out_db")
 BAND_FIELDS = ("type", "freq_hz", "gain_db", "q")
 
@@ -150,14 +159,22 @@ def sheet_to_params(sheet: Any, num_tracks: int | None = None, sample_rate: int 
         num_tracks, sample_rate: if given, the sheet must match them.
 
     Returns:
-        ``{"track_params": (T, P), "master_params": (Pm,), "names": [...], "sample_rate": int}``.
+        ``{"track_params": (T, P), "master_params": (Pm,), "names": [...], "sample_rate": int,
+        "limiter": {"gain_db", "ceiling_dbtp", "release_ms"} or None}``.
 
     Raises:
         SheetError: naming the first invalid field.
 
     Chapter 5: The master bus and the whole console.
     """
-    _require_object(sheet, "sheet", ("sample_rate", "tracks", "master"))
+    limiter = None
+    if isinstance(sheet, dict) and "limiter" in sheet:
+        fields = tuple(spec.name for spec in LIMITER_SPECS)
+        _require_object(sheet["limiter"], "sheet.limiter", fields)
+        limiter = {spec.name: _number(sheet["limiter"][spec.name], f"sheet.limiter.{spec.name}", spec)
+                   for spec in LIMITER_SPECS}
+        sheet = {k: v for k, v in sheet.items() if k != "limiter"}
+    _require_object(sheet, "sheet", SHEET_FIELDS)
     rate = sheet["sample_rate"]
     if isinstance(rate, bool) or not isinstance(rate, int) or not 8000 <= rate <= 384000:
         raise SheetError(f"sheet.sample_rate: expected an integer rate in Hz (8000 … 384000), got {json.dumps(rate)}")
@@ -175,6 +192,7 @@ def sheet_to_params(sheet: Any, num_tracks: int | None = None, sample_rate: int 
         "master_params": params.dict_to_params(master, master_specs),
         "names": [t["name"] for t in sheet["tracks"]],
         "sample_rate": rate,
+        "limiter": limiter,
     }
 
 

@@ -70,6 +70,26 @@ RESAMPLE_ZEROS = 10  # zero crossings of the sinc on each side, at the lower rat
 RESAMPLE_KAISER_BETA = 5.0  # the window's shape parameter (as scipy's resample_poly)
 
 
+def polyphase_kernel(up: int, down: int, zeros: int = RESAMPLE_ZEROS) -> tuple[torch.Tensor, int]:
+    """The interpolation filter of :func:`resample` for the reduced ratio ``up / down``, per output phase.
+
+    Returns:
+        ``(kernel, reach)``: ``kernel (up, down + 2 * reach)`` float64 with
+        ``kernel[p, i] = s(p * down / up - (i - reach))``, where ``s`` is a sinc low-pass at
+        the lower of the two Nyquist frequencies with a Kaiser window of ``zeros`` zero
+        crossings each side: output phase ``p`` of input frame ``q`` is
+        ``sum_i x[q * down + i - reach] * kernel[p, i]``.
+    """
+    cutoff = min(1.0, up / down)  # of the input's Nyquist frequency
+    half_width = zeros / cutoff  # input samples
+    reach = math.ceil(half_width)
+    tau = (torch.arange(up, dtype=torch.float64)[:, None] * down / up
+           - (torch.arange(down + 2 * reach, dtype=torch.float64) - reach))
+    window = torch.special.i0(RESAMPLE_KAISER_BETA * (1 - (tau / half_width).clamp(-1, 1).square()).sqrt())
+    kernel = cutoff * torch.sinc(cutoff * tau) * window / torch.special.i0(torch.tensor(RESAMPLE_KAISER_BETA))
+    return torch.where(tau.abs() <= half_width, kernel, 0.0), reach
+
+
 def resample(x: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
     """Resample ``x (..., samples)`` from ``from_rate`` to ``to_rate`` Hz (polyphase, not differentiable).
 
@@ -78,8 +98,8 @@ def resample(x: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
     Nyquist frequencies with a Kaiser window of ``RESAMPLE_ZEROS`` zero crossings each
     side (the filter of ``scipy.signal.resample_poly``, without importing scipy.signal,
     which takes a second). With ``up / down`` the reduced ratio, output phase ``p`` of
-    every ``up`` outputs uses one fixed kernel, so the whole filter is one strided
-    ``conv1d`` with ``up`` output channels.
+    every ``up`` outputs uses one fixed kernel (:func:`polyphase_kernel`), so the whole
+    filter is one strided ``conv1d`` with ``up`` output channels.
 
     Returns:
         float32 ``(..., ceil(samples * to / from))``.
@@ -89,16 +109,7 @@ def resample(x: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
     x = torch.as_tensor(x).detach().cpu().float()
     if up == down:
         return x.clone()
-    cutoff = min(1.0, up / down)  # of the input's Nyquist frequency
-    half_width = RESAMPLE_ZEROS / cutoff  # input samples
-    reach = math.ceil(half_width)
-    # kernel[p, i] = s(p * down / up - (i - reach)) for taps i spanning every phase's window
-    tau = (torch.arange(up, dtype=torch.float64)[:, None] * down / up
-           - (torch.arange(down + 2 * reach, dtype=torch.float64) - reach))
-    window = torch.special.i0(RESAMPLE_KAISER_BETA * (1 - (tau / half_width).clamp(-1, 1).square()).sqrt())
-    kernel = cutoff * torch.sinc(cutoff * tau) * window / torch.special.i0(torch.tensor(RESAMPLE_KAISER_BETA))
-    kernel = torch.where(tau.abs() <= half_width, kernel, 0.0)
-
+    kernel, reach = polyphase_kernel(up, down)
     shape, n = x.shape, x.shape[-1]
     out_len = -(-n * up // down)
     frames = -(-out_len // up)

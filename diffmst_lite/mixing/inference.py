@@ -8,15 +8,17 @@ part of the tracks and of the reference) and applied to audio of any length.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
 from diffmst_lite.console import params
+from diffmst_lite.dsp.limiter import limit_true_peak
 from diffmst_lite.dsp.loudness import integrated_loudness
 from diffmst_lite.files.audio import resample
 from diffmst_lite.console.mixer import MixingConsole
-from diffmst_lite.console.sheet import params_to_sheet, sheet_to_params
+from diffmst_lite.console.sheet import LIMITER_SPECS, params_to_sheet, sheet_to_params
 
 DEFAULT_CHECKPOINT = Path(__file__).parents[1] / "checkpoints" / "lite.pt"
 
@@ -92,48 +94,82 @@ def optimize_sheet(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: i
 
 @torch.no_grad()
 def render_sheet(tracks: torch.Tensor, sheet: dict, sample_rate: int) -> torch.Tensor:
-    """Render ``tracks (T, N)`` of any length with a mixing sheet -> ``(2, N)``.
+    """Render ``tracks (T, N)`` of any length with a mixing sheet -> ``(2, N)``
+    (the console, then the sheet's true-peak limiter if it has one).
 
     Chapter 14: Mix your own stems.
     """
     settings = sheet_to_params(sheet, num_tracks=tracks.shape[0], sample_rate=sample_rate)
     console = MixingConsole(sample_rate)
-    return console(tracks[None], settings["track_params"][None], settings["master_params"][None])[0]
+    mix = console(tracks[None], settings["track_params"][None], settings["master_params"][None])[0]
+    return mix if settings["limiter"] is None else _limit(mix, settings["limiter"], sample_rate)
+
+
+def _limit(mix: torch.Tensor, limiter: dict, sample_rate: int) -> torch.Tensor:
+    """The sheet's last stage: ``limiter["gain_db"]``, then the true-peak limiter."""
+    return limit_true_peak(mix * 10.0 ** (limiter["gain_db"] / 20.0), sample_rate, limiter["ceiling_dbtp"],
+                           release_ms=limiter["release_ms"])
 
 
 @torch.no_grad()
 def match_reference_loudness(sheet: dict, tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int,
                              excerpt_seconds: float = 10.0, max_peak_db: float = -1.0) -> tuple[dict, dict]:
-    """Set the sheet's master output gain so the mix is as loud as the reference.
+    """Turn the mix up or down so it is as loud as the reference.
 
     The style losses compare loudness-normalised audio (-16 LUFS), so neither the
     model nor the optimiser learns an absolute level: a predicted mix can come out
     20 dB quieter than its reference. This measures both loudest excerpts (ITU-R
-    BS.1770) and moves ``master.gain_out_db`` by the difference, no further than
-    keeps the excerpt's peak at ``max_peak_db`` dBFS (no limiter is added) and
-    inside the gain's range. ``tracks (T, N)``, ``reference (2, M)``.
+    BS.1770) and changes one gain by the difference, inside its range:
+
+    - without a limiter in the sheet, ``master.gain_out_db``, no further than keeps
+      the excerpt's peak at ``max_peak_db`` dBFS;
+    - with one (the sheet's ``limiter``, see :func:`with_limiter`), the limiter's
+      ``gain_db``: the limiter holds the true peak at its ceiling, and the gain is
+      raised until the limited excerpt is within 0.5 LU of the reference (at most 4
+      renders of the excerpt).
+
+    ``tracks (T, N)``, ``reference (2, M)``.
 
     Returns:
         ``(new sheet, info)`` with ``info = {"change_db", "reference_lufs", "mix_lufs",
-        "limited_by"}`` (``limited_by``: None, ``"peak"`` or ``"range"``).
+        "limited_by"}`` (``limited_by``: None, ``"peak"`` or ``"range"``; ``mix_lufs``:
+        the excerpt before the change).
     """
     excerpt = loudest_excerpt(tracks, sample_rate, excerpt_seconds)
-    ref_excerpt = loudest_excerpt(reference, sample_rate, excerpt_seconds)
-    mix = render_sheet(excerpt, sheet, sample_rate)
-    mix_lufs, ref_lufs = integrated_loudness(mix, sample_rate), integrated_loudness(ref_excerpt, sample_rate)
-    info = {"change_db": 0.0, "reference_lufs": ref_lufs, "mix_lufs": mix_lufs, "limited_by": None}
-    if not (torch.isfinite(torch.tensor([mix_lufs, ref_lufs])).all()):
-        return sheet, info  # silence on either side: nothing to match
-    change = ref_lufs - mix_lufs
-    if _peak_db(mix) + change > max_peak_db:
-        change, info["limited_by"] = max_peak_db - _peak_db(mix), "peak"
-    spec = next(s for s in params.master_param_specs(sample_rate) if s.name == "gain_out_db")
-    current = float(sheet["master"]["gain_out_db"])
-    target = min(max(current + change, spec.low), spec.high)
-    if target != current + change:
-        info["limited_by"] = "range"
-    info["change_db"] = target - current
-    return _with_output_gain(sheet, target), info
+    ref_lufs = integrated_loudness(loudest_excerpt(reference, sample_rate, excerpt_seconds), sample_rate)
+    limited = "limiter" in sheet
+    if limited:
+        low, high = next((s.low, s.high) for s in LIMITER_SPECS if s.name == "gain_db")
+        start = float(sheet["limiter"]["gain_db"])
+    else:
+        low, high = next((s.low, s.high) for s in params.master_param_specs(sample_rate) if s.name == "gain_out_db")
+        start = float(sheet["master"]["gain_out_db"])
+    with_gain = (lambda db: {**sheet, "limiter": {**sheet["limiter"], "gain_db": db}}) if limited else (
+        lambda db: _with_output_gain(sheet, db))
+    console_mix = render_sheet(excerpt, {k: v for k, v in sheet.items() if k != "limiter"}, sample_rate)
+    current, info = start, {"change_db": 0.0, "reference_lufs": ref_lufs, "mix_lufs": None, "limited_by": None}
+    for _ in range(4 if limited else 1):  # the console renders once; the limiter's gain moves
+        mix = _limit(console_mix, with_gain(current)["limiter"], sample_rate) if limited else console_mix
+        mix_lufs = integrated_loudness(mix, sample_rate)
+        info["mix_lufs"] = mix_lufs if info["mix_lufs"] is None else info["mix_lufs"]
+        change = ref_lufs - mix_lufs
+        if not math.isfinite(change) or (limited and abs(change) < 0.5):
+            break  # silence on either side, or close enough
+        if not limited and _peak_db(mix) + change > max_peak_db:
+            change, info["limited_by"] = max_peak_db - _peak_db(mix), "peak"
+        target = min(max(current + change, low), high)
+        info["limited_by"] = "range" if target != current + change else info["limited_by"]
+        current = target
+    info["change_db"] = current - start
+    return with_gain(current), info
+
+
+def with_limiter(sheet: dict, gain_db: float = 0.0, ceiling_dbtp: float = -1.0, release_ms: float = 100.0) -> dict:
+    """A copy of ``sheet`` that ends with a gain and a true-peak limiter (:mod:`diffmst_lite.dsp.limiter`).
+
+    Chapter 14: Mix your own stems.
+    """
+    return {**sheet, "limiter": {"gain_db": gain_db, "ceiling_dbtp": ceiling_dbtp, "release_ms": release_ms}}
 
 
 def _peak_db(x: torch.Tensor) -> float:
