@@ -41,11 +41,11 @@ class SheetError(ValueError):
 
 SHEET_FIELDS = ("sample_rate", "tracks", "master")
 TRACK_FIELDS = ("name", "gain_db", "eq", "compressor", "pan")
+MASTER_FIELDS = ("gain_in_db", "eq", "compressor", "gain_out_db")
+BAND_FIELDS = ("type", "freq_hz", "gain_db", "q")
 LIMITER_SPECS = (params.ParamSpec("gain_db", -30.0, 60.0, unit="dB"),  # into the limiter
                  params.ParamSpec("ceiling_dbtp", -12.0, 0.0, unit="dBTP"),
                  params.ParamSpec("release_ms", 1.0, 1000.0, unit="ms"))
-MASTER_FIELDS = ("gain_in_db", "eq", "compressor", "gain_out_db")
-BAND_FIELDS = ("type", "freq_hz", "gain_db", "q")
 
 
 def _nested(flat: dict[str, float]) -> dict[str, Any]:

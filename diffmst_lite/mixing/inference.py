@@ -125,8 +125,8 @@ def match_reference_loudness(sheet: dict, tracks: torch.Tensor, reference: torch
       the excerpt's peak at ``max_peak_db`` dBFS;
     - with one (the sheet's ``limiter``, see :func:`with_limiter`), the limiter's
       ``gain_db``: the limiter holds the true peak at its ceiling, and the gain is
-      raised until the limited excerpt is within 0.5 LU of the reference (at most 4
-      renders of the excerpt).
+      raised until the limited excerpt is within 0.5 LU of the reference (the console
+      renders the excerpt once; the limiter runs at most 4 times).
 
     ``tracks (T, N)``, ``reference (2, M)``.
 
