@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffmst_lite.dsp.dynamics import time_constant_to_coefficient
+from diffmst_lite.dsp.dynamics import compressor_core, time_constant_to_coefficient
 from diffmst_lite.files.audio import polyphase_kernel
 
 TRUE_PEAK_OVERSAMPLING = 4  # BS.1770-4 Annex 2 (for 44.1 and 48 kHz)
@@ -86,17 +85,16 @@ def limit_true_peak(x: torch.Tensor, sample_rate: int, ceiling_dbtp: float = -1.
     Returns:
         ``x`` times a gain <= 1 shared by all channels (float32). Not differentiable.
     """
-    from diffmst_lite.dsp.ballistics import attack_release
-
     x = torch.as_tensor(x).detach().float()
     # aim a little lower: the gain changing between samples can lift a peak between them by ~0.01 dB
     ceiling = 10.0 ** ((ceiling_dbtp - CEILING_MARGIN_DB) / 20.0)
     needed = (ceiling / _oversampled_peaks(x, sample_rate).clamp_min(1e-12)).clamp(max=1.0)
     reach = max(1, round(lookahead_ms * sample_rate / 1000.0))
     ahead = _sliding_min(needed, reach + 1)[None]  # min over [n, n + reach]
-    release = float(time_constant_to_coefficient(torch.tensor(release_ms, dtype=torch.float64), sample_rate))
-    one = np.ones(1, dtype=np.float32)
-    released = torch.from_numpy(attack_release(ahead.numpy(), one, one, np.full(1, release, np.float32)))
+    release = time_constant_to_coefficient(torch.tensor([release_ms], dtype=torch.float64), sample_rate).float()
+    one = torch.ones(1)
+    with torch.no_grad():  # instant attack (coefficient 1), one-pole release: the compressor's recursion
+        released = compressor_core(ahead, one, one, release)
     # before the start: the first gain, which is already down for any peak in the first window
     window = torch.cat([released[:, :1].expand(1, reach), released], 1).double().cumsum(1)
     gain = ((window[:, reach:] - F.pad(window, (1, 0))[:, : -reach - 1]) / (reach + 1)).float()  # mean over [n-reach, n]

@@ -129,12 +129,17 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
     return totals
 
 
+def _pair_methods(pairs: list[dict]) -> list[str]:
+    """The systems scored in ``pairs`` (all pairs have the same), in :data:`METHODS` order."""
+    return [m for m in METHODS if pairs and m in pairs[0]]
+
+
 def win_rates(pairs: list[dict], method: str = "model") -> dict[str, tuple[int, int]]:
     """On how many pairs ``method`` has a lower AF total than each other system: ``{other: (wins, pairs)}``.
 
     Chapter 15: Evaluation.
     """
-    others = [m for m in METHODS if m != method and pairs and m in pairs[0]]
+    others = [m for m in _pair_methods(pairs) if m != method]
     return {other: (sum(p[method] < p[other] for p in pairs), len(pairs)) for other in others}
 
 
@@ -167,6 +172,6 @@ def write_csv(results: dict[str, dict[str, float]], path: str | Path) -> None:
 
 def write_pairs_csv(pairs: list[dict], path: str | Path) -> None:
     """The per-pair AF totals of :func:`evaluate` (``pairs=``), one row per pair (written atomically)."""
-    methods = [m for m in METHODS if pairs and m in pairs[0]]
+    methods = _pair_methods(pairs)
     _write_rows(path, ["song", "reference", *methods],
                 [[p["song"], p["reference"], *(f"{p[m]:.6f}" for m in methods)] for p in pairs])
