@@ -7,6 +7,7 @@ checked to be stored without outputs.
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import tomllib
@@ -24,7 +25,9 @@ _spec.loader.exec_module(sync)
 
 URL, BRANCH = sync.repository()
 NOTEBOOK_PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
-PIP_LINE = re.compile(r'^\s*%pip install -q "([^"]+)"\s*$', re.MULTILINE)
+# The install cell keeps its lines short: the requirement is a string assigned to
+# `requirement` (in pieces) and `%pip` gets it by IPython's {variable} expansion.
+PIP_LINE = re.compile(r'^\s*%pip install -q "\{requirement\}"\s*$', re.MULTILINE)
 
 
 def project_name() -> str:
@@ -33,8 +36,18 @@ def project_name() -> str:
 
 def parse_install(source: str) -> Requirement:
     """The requirement that an install cell's ``%pip install`` line asks for."""
-    found = PIP_LINE.findall(source)
-    assert len(found) == 1, f"expected one `%pip install -q \"...\"` line in:\n{source}"
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    pip = PIP_LINE.findall(source)
+    assert len(pip) == 1, f'expected one `%pip install -q "{{requirement}}"` line in:\n{source}'
+    tree = ast.parse(TransformerManager().transform_cell(source))
+    found = [
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and [getattr(t, "id", None) for t in node.targets] == ["requirement"]
+    ]
+    assert len(found) == 1, f"expected one `requirement = ...` string in:\n{source}"
     return Requirement(found[0])  # raises InvalidRequirement if pip could not parse it
 
 
