@@ -4,6 +4,12 @@
 #               executing every notebook (warnings are errors) -> _build/html/index.html
 #   make test   the same, then the test suite (the page tests read the built HTML)
 #
+# Not needed for the book (it reads stored results), for the full-size experiments:
+#   make data     synthetic and real songs under data/ (installs LMMS, SoundFonts and the
+#                 Debian music packages with apt; about an hour on 2 cores)
+#   make results  the full-size evaluation of the shipped checkpoint -> assets/results
+#                 (about an hour on 2 cores; rerun whenever the checkpoint changes)
+#
 # Install steps are skipped when already done: the Python install is redone only
 # when requirements.txt or pyproject.toml is newer than the stamp in .venv.
 
@@ -19,12 +25,16 @@ TORCH  := 2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help book test install system-deps python-deps clean
+.PHONY: help book test install system-deps python-deps clean data results
+
+DATA := data
 
 help:
 	@echo "make book   install everything, then build the book into _build/html (executes every notebook)"
 	@echo "make test   make book, then run the test suite"
 	@echo "make clean  remove _build (keeps .venv)"
+	@echo "make data   build the synthetic and real songs of the full-size experiments under data/"
+	@echo "make results  evaluate the shipped checkpoint at full size -> assets/results"
 
 book: install
 	DIFFMST_BOOK_BUILD=1 $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
@@ -52,3 +62,18 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 
 clean:
 	rm -rf _build
+
+# Each tree is built once; make-real-songs keeps the songs a tree already has.
+data: install
+	@bash scripts/install_system_deps.sh --real-music
+	test -d $(DATA)/synth || $(VENV)/bin/diffmst-lite make-songs $(DATA)/synth --songs 32 --seconds 20 --seed 0 \
+	    --test-songs 8 --sample-rate 22050
+	test -d $(DATA)/synthv || $(VENV)/bin/diffmst-lite make-songs $(DATA)/synthv --songs 48 --seconds 20 --seed 1 \
+	    --test-songs 8 --sample-rate 22050 --varied
+	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/real --sources lmms --sample-rate 22050 --seconds 40
+	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/realmidi --sources midi --sample-rate 22050 --seconds 60
+	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/refs --sources "" --references-out $(DATA)/refs
+
+results: data
+	$(PY) scripts/results.py --synthetic $(DATA)/synth --real $(DATA)/real,$(DATA)/realmidi \
+	    --references $(DATA)/refs --out assets/results

@@ -177,6 +177,17 @@ def cmd_features(args: argparse.Namespace) -> None:
     write_json(document, args.out, args.force)
 
 
+def step_counts(text: str) -> tuple[int, ...]:
+    """``--steps 50,100`` -> ``(50, 100)``; a clear error for anything but counts >= 0."""
+    try:
+        counts = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        counts = (-1,)
+    if any(k < 0 for k in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected step counts >= 0, e.g. 100 or 50,100")
+    return counts
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from diffmst_lite.data.songs import load_songs, reference_songs
     from diffmst_lite.mixing.evaluate import (
@@ -215,7 +226,7 @@ def cmd_make_songs(args: argparse.Namespace) -> None:
     try:
         result = make_songs(args.dir, args.songs, args.seconds, args.seed, test_songs=args.test_songs,
                             sample_rate=args.sample_rate, extra_stems=args.extra_stems, overwrite=args.force,
-                            renderer=args.renderer)
+                            renderer=args.renderer, varied=args.varied)
     except FileExistsError:
         raise CommandError(f"{args.dir}: already holds songs; use --force to replace them") from None
     print(f"wrote {len(result['train'])} train and {len(result['test'])} test songs to {args.dir} "
@@ -264,7 +275,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=LOSSES, help="default: mrstft (Method 1), af (Method 2); "
                    "param: regress Method 1's known settings (a warm-up, beyond the paper)")
     p.add_argument("--tracks", type=int, choices=(8, 16), help="most tracks per example (default 8)")
-    p.add_argument("--data", help="MUSDB18(-HQ) root or synthetic tree, or 'toy' (default $MUSDB_PATH)")
+    p.add_argument("--data", help="MUSDB18(-HQ) root or synthetic tree, several as 'a,b', or 'toy' (default $MUSDB_PATH)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, log.csv, loss.png)")
     p.add_argument("--steps", type=int, help="total optimiser steps (default 1000)")
     p.add_argument("--batch-size", type=int, help="examples per step per process (default 4)")
@@ -357,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=44100)
     p.add_argument("--extra-stems", type=int, default=0, help="stems beyond MUSDB's four (for 16-track training)")
     p.add_argument("--renderer", choices=("auto", "soundfont", "numpy"), default="auto")
+    p.add_argument("--varied", action="store_true",
+                   help="more like real multitracks: a SoundFont per song, 4-16 mono/stereo tracks with spread "
+                        "level, tilt and width, reverb on some, humanised playing (--extra-stems ignored)")
     p.add_argument("--force", action="store_true", help="replace existing synthetic songs in DIR")
     p.set_defaults(run=cmd_make_songs)
 
@@ -384,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "valid"), default="test",
                    help="songs to mix: the test subset, or the train subset's validation split")
     p.add_argument("--seconds", type=float, default=5.0, help="length of the tracks' and the reference section")
-    p.add_argument("--steps", type=int, default=100, help="test-time optimisation steps")
+    p.add_argument("--steps", type=step_counts, default=(100,),
+                   help="test-time optimisation steps; several as 50,100 (one run, a row each); 0: none")
     p.add_argument("--max-songs", type=int, help="evaluate at most this many songs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")

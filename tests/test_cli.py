@@ -1,6 +1,7 @@
 """The diffmst-lite command and the mixing sheet on good and bad input: every
 error is one clear line, exit code 2, and nothing is written or overwritten."""
 
+import argparse
 import contextlib
 import json
 import math
@@ -184,3 +185,15 @@ def test_audio_io_validates_and_never_overwrites(tmp_path):
     assert rate == SR and audio.shape == (2, 100) and audio.abs().max() == 0
     resampled, rate = load_audio(path, sample_rate=44100)
     assert rate == 44100 and resampled.shape == (2, 200)
+
+
+def test_evaluate_reads_several_step_counts_and_rejects_others(capsys):
+    from diffmst_lite.cli import step_counts
+
+    assert step_counts("100") == (100,) and step_counts("50,100") == (50, 100) and step_counts("0") == (0,)
+    for bad in ("fifty", "50,-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="step counts >= 0"):
+            step_counts(bad)
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--out", "x.csv", "--steps", "a"])
+    assert exit_.value.code == 2 and "step counts >= 0" in capsys.readouterr().err

@@ -170,6 +170,21 @@ def test_per_pair_scores_average_to_the_table_and_count_wins(tmp_path):
     assert (tmp_path / "pairs.csv").read_text().splitlines()[0] == "song,reference,equal-loudness,random,optimised,model"
 
 
+def test_several_optimisation_budgets_come_from_one_run_and_match_separate_runs():
+    """``optimize_steps=(2, 4)``: the 2-step row equals a 2-step evaluation, the 4-step row
+    (named ``optimised``) a 4-step one; 0 steps leave the optimisation out."""
+    songs, model = [_Song(0), _Song(1)], DiffMST.lite(SR).eval()
+    both = evaluate(model, songs, EvalConfig(seconds=1.0, optimize_steps=(2, 4)), progress=False)
+    assert list(both) == ["equal-loudness", "random", "optimised (2 steps)", "optimised", "model"]
+    for steps, name in ((2, "optimised (2 steps)"), (4, "optimised")):
+        alone = evaluate(model, songs, EvalConfig(seconds=1.0, optimize_steps=steps), progress=False)
+        assert alone["optimised"] == pytest.approx(both[name], rel=1e-6)
+        assert alone["model"] == pytest.approx(both["model"], rel=1e-6)
+    assert both["optimised"]["af"] <= both["optimised (2 steps)"]["af"] + 1e-9
+    none = evaluate(model, songs, EvalConfig(seconds=1.0, optimize_steps=0), progress=False)
+    assert list(none) == ["equal-loudness", "random", "model"]
+
+
 @pytest.fixture(scope="module")
 def unseen_songs(tmp_path_factory):
     """4 synthetic songs from a seed no training song used, at the shipped model's rate."""

@@ -176,3 +176,53 @@ def test_soundfont_lookup(tmp_path, monkeypatch):
     assert meta["renderer"] == "numpy"
     with pytest.raises(FileNotFoundError):
         render_song(1, 1.0, SR, renderer="soundfont")
+
+
+def test_varied_songs_spread_like_real_multitracks(tmp_path):
+    """``varied=True``: 4-16 tracks, mono and stereo stems, wide level spread, deterministic,
+    each stem's recorded style in synth.json; the default songs are untouched by the option."""
+    from diffmst_lite.data import Song
+
+    info = make_songs(tmp_path / "a", 6, 2.0, seed=3, test_songs=0, sample_rate=8000, renderer="numpy",
+                      progress=False, varied=True)
+    again = make_songs(tmp_path / "b", 1, 2.0, seed=3, test_songs=0, sample_rate=8000, renderer="numpy",
+                       progress=False, varied=True)
+    channels, levels, counts = set(), [], set()
+    for folder in info["train"]:
+        song, meta = Song.from_folder(folder, 8000), json.loads(open(f"{folder}/synth.json").read())
+        counts.add(song.num_tracks)
+        assert 4 <= song.num_tracks <= 16 and meta["varied"] and set(meta["stem_styles"]) == set(song.stems)
+        for stem in song.stems:
+            x, _ = read(f"{folder}/{stem}.wav")
+            style = meta["stem_styles"][stem]
+            channels.add(len(x))
+            assert len(x) == (2 if style["stereo"] else 1)
+            level = 10 * np.log10(np.mean(x.astype(np.float64) ** 2))
+            assert level <= style["level_db"] + 0.1  # lowered only where the peak would pass 0.99
+            levels.append(level)
+        tracks, mix = song.audio()
+        assert np.isfinite(tracks).all() and 0.1 < np.abs(mix).max() <= 0.991  # 0.99 in 16 bit
+    assert channels == {1, 2} and len(counts) > 1 and max(levels) - min(levels) > 12
+    first = Song.from_folder(info["train"][0], 8000).audio()[0]
+    assert np.array_equal(first, Song.from_folder(again["train"][0], 8000).audio()[0])
+
+
+def test_stem_production_tilt_and_reverb():
+    from diffmst_lite.data.production import StemStyle, produce_stem, tilt
+
+    sr, t = 44100, np.arange(44100) / 44100
+    tones = np.stack([np.sin(2 * np.pi * f * t) for f in (62.5, 1000.0, 16000.0)])
+    gains = 20 * np.log10(np.abs(np.fft.rfft(tilt(tones, sr, 6.0))).max(-1) / np.abs(np.fft.rfft(tones)).max(-1))
+    assert gains == pytest.approx([-6.0, 0.0, 6.0], abs=0.01)
+    rng = np.random.default_rng(0)
+    burst = np.zeros((2, sr))
+    burst[:, : sr // 10] = rng.standard_normal(sr // 10)  # 100 ms of noise, centred, then silence
+    dry = StemStyle(-30.0, 0.0, True, 1.0, None, 1.0)
+    wet = StemStyle(-30.0, 0.0, True, 1.0, -6.0, 1.0)
+    a, b = produce_stem(burst, sr, dry, rng), produce_stem(burst, sr, wet, rng)
+    tail = slice(sr // 5, sr // 2)  # 100-400 ms after the burst
+    assert np.abs(a[:, tail]).max() < 1e-6 < np.abs(b[:, tail]).max()
+    assert not np.allclose(b[0, tail], b[1, tail])  # the room is stereo
+    assert 10 * np.log10(np.mean(b.astype(np.float64) ** 2)) == pytest.approx(-30.0, abs=0.1)
+    mono = produce_stem(burst, sr, StemStyle(-30.0, 0.0, False, 1.0, -6.0, 1.0), rng)
+    assert mono.shape == (1, sr)

@@ -166,6 +166,21 @@ def test_refuses_a_used_run_dir(tmp_path, song_root, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
+def test_several_data_trees_train_together(tmp_path, song_root):
+    """``--data a,b`` draws from the training songs of both trees (real + synthetic songs)."""
+    from diffmst_lite.training.loop import training_songs
+
+    other = tmp_path / "other"
+    make_songs(other, num_songs=2, seconds=2, seed=5, test_songs=1, sample_rate=SR, renderer="numpy", progress=False)
+    one = training_songs(tiny(tmp_path / "a", data=str(song_root)), tmp_path, 0, 1, False)
+    two = training_songs(tiny(tmp_path / "b", data=str(other)), tmp_path, 0, 1, False)
+    both = training_songs(tiny(tmp_path / "b", data=f"{song_root},{other}"), tmp_path, 0, 1, False)
+    assert len(one) >= 1 and len(two) >= 1 and len(both) == len(one) + len(two)
+    assert [s.name for s in both] == [s.name for s in one + two]
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        training_songs(tiny(tmp_path / "c", data=f"{song_root},{tmp_path / 'nowhere'}"), tmp_path, 0, 1, False)
+
+
 DDP_SCRIPT = textwrap.dedent("""
     import os, sys, torch
     from diffmst_lite.training.loop import TrainConfig, train

@@ -75,10 +75,11 @@ DIAGRAMS = ("diffmst_overview", "console_signal_flow", "method1_data")
 FIGURES_DIR = Path(__file__).resolve().parents[2] / "assets" / "figures"
 
 
-def diagram_url(name: str) -> str:
-    """Raw GitHub URL of ``assets/figures/{name}.png`` in the repository the package
-    was pip-installed from (PEP 610 ``direct_url.json``: URL and commit), else in the
-    project URL of the package metadata, branch ``main``."""
+def asset_url(path: str) -> str:
+    """Raw GitHub URL of ``path`` (relative to the repository root, e.g.
+    ``assets/figures/x.png``) in the repository the package was pip-installed from
+    (PEP 610 ``direct_url.json``: URL and commit), else in the project URL of the
+    package metadata, branch ``main``."""
     dist = importlib.metadata.distribution("diffmst-lite")
     info = json.loads(dist.read_text("direct_url.json") or "{}")
     url, revision = info.get("url", ""), info.get("vcs_info", {}).get("commit_id")
@@ -88,7 +89,12 @@ def diagram_url(name: str) -> str:
     if not url:
         raise LookupError("diffmst-lite was not installed from GitHub and names no GitHub project URL")
     repo = url.removeprefix("https://github.com/").removesuffix(".git").strip("/")
-    return f"https://raw.githubusercontent.com/{repo}/{revision}/assets/figures/{name}.png"
+    return f"https://raw.githubusercontent.com/{repo}/{revision}/{path}"
+
+
+def diagram_url(name: str) -> str:
+    """Raw GitHub URL of the block diagram ``assets/figures/{name}.png`` (:func:`asset_url`)."""
+    return asset_url(f"assets/figures/{name}.png")
 
 
 def diagram(name: str) -> None:

@@ -240,7 +240,7 @@ class RandomParamConfig:
     })
     master: dict[str, tuple[float, float]] = field(default_factory=lambda: {
         "gain_in_db": (-6.0, 6.0),
-        "eq.*.gain_db": (-3.0, 3.0),
+        "eq.*.gain_db": (-6.0, 6.0),  # wide enough that references differ in brightness
         "eq.*.q": (0.5, 2.0),
         "compressor.threshold_db": (-24.0, 0.0),
         "compressor.ratio": (1.0, 4.0),

@@ -459,8 +459,9 @@ def make_real_songs(root: str | os.PathLike, sources: tuple[str, ...] = SOURCES,
             log.info("%s: %s", c.name, entry["status"])
         entries.append({**entry, "split": split[c.name]})
         root.mkdir(parents=True, exist_ok=True)
-        everything = write_manifest(root, entries)  # after every song: an interrupted run loses nothing
-    write_musdb_setup(root, [e["name"] for e in everything if e["split"] == "validation" and e["status"] == "ok"])
+        # after every song: an interrupted run loses nothing, and the songs built so far are a usable tree
+        everything = write_manifest(root, entries)
+        write_musdb_setup(root, [e["name"] for e in everything if e["split"] == "validation" and e["status"] == "ok"])
     return entries
 
 

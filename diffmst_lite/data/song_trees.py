@@ -44,13 +44,13 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------ styled mix
 
 
-def styled_mix(stems: np.ndarray, sample_rate: int, seed: int,
+def styled_mix(stems: np.ndarray | list[np.ndarray], sample_rate: int, seed: int,
                names: list[str] | None = None) -> tuple[np.ndarray, dict]:
     """The song's styled mix: the stems' mono channels through the MixingConsole.
 
     Args:
-        stems: ``(S, 2, N)`` stereo stems, float in [-1, 1]; track ``2s`` / ``2s + 1``
-            is the left / right channel of stem ``s``.
+        stems: ``(S, 2, N)`` stereo stems, or a list of ``(C, N)`` stems (mono or stereo),
+            float in [-1, 1]; every channel is one track, in order (left, then right).
         seed: seeds the random console settings (``random_track_params`` /
             ``random_master_params`` with their default ranges).
         names: the ``S`` stem names (for the mixing sheet).
@@ -58,17 +58,19 @@ def styled_mix(stems: np.ndarray, sample_rate: int, seed: int,
     Returns:
         mix ``(2, N)`` float32 at -16...-14 LUFS with peak <= 0.99, and a dict with the
         loudness gain applied, the settings in [0, 1] (``track_params (2S, P)``,
-        ``master_params (Pm,)``) and as a mixing sheet in physical units.
+        ``master_params (Pm,)``) and as a mixing sheet in physical units (tracks named
+        ``<stem>_L`` / ``<stem>_R``, or ``<stem>`` for a mono stem).
     """
     from diffmst_lite.console.mixer import MixingConsole
     from diffmst_lite.console.params import random_master_params, random_track_params
     from diffmst_lite.console.sheet import params_to_sheet
 
-    num_tracks = stems.shape[0] * 2
+    channels = [len(x) for x in stems]
+    tracks = torch.from_numpy(np.ascontiguousarray(np.concatenate(list(stems)), dtype=np.float32))[None]
+    num_tracks = tracks.shape[1]
     g = torch.Generator().manual_seed(int(seed))
     track_params = random_track_params(1, num_tracks, sample_rate, generator=g)
     master_params = random_master_params(1, sample_rate, generator=g)
-    tracks = torch.from_numpy(np.ascontiguousarray(stems.reshape(1, num_tracks, -1), dtype=np.float32))
     with torch.no_grad():
         mix = MixingConsole(sample_rate)(tracks, track_params, master_params)[0].double().numpy()
     target = float(np.random.default_rng(seed).uniform(-16.0, -14.0))
@@ -77,7 +79,7 @@ def styled_mix(stems: np.ndarray, sample_rate: int, seed: int,
     peak = float(np.abs(mix).max()) * 10 ** (gain_db / 20)
     if peak > 0.99:
         gain_db += 20 * np.log10(0.99 / peak)
-    names = [f"{n}_{c}" for n in names for c in "LR"] if names else None
+    names = [f"{n}_{c}" if k == 2 else n for n, k in zip(names, channels) for c in "LR"[:k]] if names else None
     info = {"target_lufs": round(target, 2), "loudness_gain_db": round(float(gain_db), 3),
             "track_params": [[float(f"{v:.9g}") for v in row] for row in track_params[0].tolist()],
             "master_params": [float(f"{v:.9g}") for v in master_params[0].tolist()],
@@ -107,14 +109,16 @@ def _check_target(folder: Path, overwrite: bool) -> None:
 
 def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: int, test_songs: int | None = None,
                sample_rate: int = 44100, extra_stems: int = 0, progress: bool = True, overwrite: bool = False,
-               renderer: str = "auto", soundfont: str | os.PathLike | None = None) -> dict:
+               renderer: str = "auto", soundfont: str | os.PathLike | None = None, varied: bool = False) -> dict:
     """Write ``num_songs`` synthetic songs to ``root/train`` and ``test_songs`` (default
     ``max(2, num_songs // 4)``) to ``root/test`` in MUSDB18-HQ layout, plus
     ``root/diffmst_setup.yaml`` (a musdb setup whose validation split is the last
     ``max(1, num_songs // 8)`` train songs). Deterministic per ``seed``.
 
     Each song folder holds stereo 16-bit ``drums/bass/other/vocals.wav`` (+ extra stems),
-    ``mixture.wav`` (the styled mix, see module doc) and ``synth.json``.
+    ``mixture.wav`` (the styled mix, see module doc) and ``synth.json``. ``varied=True``:
+    songs more like real multitracks (:func:`~diffmst_lite.data.synth.render_song`): 4-12
+    stems, mono or stereo, 4-16 tracks, ``extra_stems`` ignored.
     Raises ``FileExistsError`` if ``root/train`` or ``root/test`` is non-empty, unless
     ``overwrite=True`` (which only deletes folders of synthetic songs).
 
@@ -133,8 +137,8 @@ def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: in
     out: dict = {"root": str(root), "renderer": None, "train": [], "test": []}
     for subset, i in tqdm(jobs, desc="synthetic songs", unit="song", disable=not progress):
         song_seed = int(np.random.SeedSequence([seed, int(subset == "test"), i]).generate_state(1)[0])
-        stems, meta = render_song(song_seed, seconds, sample_rate, extra_stems, renderer, soundfont)
-        mixture, meta["mixture"] = styled_mix(np.stack(list(stems.values())), sample_rate, song_seed, list(stems))
+        stems, meta = render_song(song_seed, seconds, sample_rate, extra_stems, renderer, soundfont, varied)
+        mixture, meta["mixture"] = styled_mix(list(stems.values()), sample_rate, song_seed, list(stems))
         meta.update(name=f"synth_{subset}_{i:04d}", subset=subset, set_seed=seed,
                     note="mixture.wav is a styled mix (MixingConsole, own random settings), not the sum of the stems")
         folder, tmp = root / subset / meta["name"], root / subset / f".{meta['name']}.partial"
@@ -144,7 +148,7 @@ def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: in
             sf.write(tmp / f"{name}.wav", x.T, sample_rate, subtype="PCM_16")
         tmp.rename(folder)
         out[subset].append(str(folder))
-        out["renderer"] = meta["renderer"]
+        out["renderer"] = meta["renderer"] if out["renderer"] in (None, meta["renderer"]) else "varied per song"
     num_valid = max(1, num_songs // 8) if num_songs > 1 else 0
     out["validation"] = [Path(p).name for p in out["train"][num_songs - num_valid:]]
     write_musdb_setup(root, out["validation"])

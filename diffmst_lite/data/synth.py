@@ -42,6 +42,7 @@ SOUNDFONT_PATHS = (  # the first one installed renders (TimGM6mb first: what mak
     "/usr/share/sounds/sf2/default-GM.sf2",
     "/usr/share/soundfonts/default.sf2",
     "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/MuseScore_General_Full.sf2",  # musescore-general-soundfont-lossless
 )
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 PROGRESSIONS = {  # scale degrees (0 = tonic), one chord per bar
@@ -70,7 +71,9 @@ class Part:
 
 @dataclass
 class Score:
-    """A composed song: tempo in BPM, key, mode, chord progression and parts."""
+    """A composed song: tempo in BPM, key, mode, chord progression and parts. With a
+    ``humanize`` generator, every note's start moves by N(0, 12 ms) and its velocity by
+    N(0, 10) more, as a player's would."""
 
     seconds: float
     tempo: float
@@ -78,6 +81,7 @@ class Score:
     mode: str
     progression: tuple[int, ...]
     parts: list[Part]
+    humanize: np.random.Generator | None = None
 
     @property
     def beat(self) -> float:
@@ -91,6 +95,10 @@ class Score:
     def add(self, part: Part, pitch: int, beat: float, beats: float, velocity: float) -> None:
         """Add a note at ``beat`` lasting ``beats``, cropped to the song's length."""
         start, end = beat * self.beat, min((beat + beats) * self.beat, self.seconds)
+        if self.humanize is not None:
+            shift = self.humanize.normal(0, 0.012)
+            start, end = max(0.0, start + shift), min(end + shift, self.seconds)
+            velocity += self.humanize.normal(0, 10)
         if start < self.seconds - 0.02:
             part.notes.append((int(pitch), start, end, int(np.clip(velocity, 1, 127))))
 
@@ -183,16 +191,18 @@ def _melody(score: Score, part: Part, rng: np.random.Generator, bars: int, low: 
             beat += length
 
 
-def compose(seed: int, seconds: float, extra_stems: int = 0) -> Score:
+def compose(seed: int, seconds: float, extra_stems: int = 0, humanize: bool = False) -> Score:
     """Compose a song from ``seed`` (deterministic). Parts: ``STEM_NAMES`` then the first
-    ``extra_stems`` of ``EXTRA_STEMS``. Returns a :class:`Score`."""
+    ``extra_stems`` of ``EXTRA_STEMS``; ``humanize``: loose timing and velocities
+    (see :class:`Score`). Returns a :class:`Score`."""
     if not 0 <= extra_stems <= len(EXTRA_STEMS):
         raise ValueError(f"extra_stems must be in 0..{len(EXTRA_STEMS)}, got {extra_stems}")
     rng = np.random.default_rng(seed)
     mode = "major" if rng.random() < 0.6 else "minor"
     progressions = PROGRESSIONS[mode]
     score = Score(seconds, float(rng.integers(80, 141)), int(rng.integers(12)), mode,
-                  progressions[rng.integers(len(progressions))], [])
+                  progressions[rng.integers(len(progressions))], [],
+                  np.random.default_rng([seed, 3]) if humanize else None)
     bars = math.ceil(seconds / (4 * score.beat))
 
     def part(name: str, programs: tuple[int, ...], timbre: str, pan: float, drum: bool = False) -> Part:
@@ -248,6 +258,12 @@ def find_soundfont(path: str | os.PathLike | None = None) -> Path | None:
         if c and Path(c).is_file():
             return Path(c).resolve()
     return None
+
+
+def installed_soundfonts() -> list[Path]:
+    """Every General MIDI SoundFont of :data:`SOUNDFONT_PATHS` that is installed (links resolved,
+    each once), for varied songs that pick one per song."""
+    return list(dict.fromkeys(Path(c).resolve() for c in SOUNDFONT_PATHS if Path(c).is_file()))
 
 
 @lru_cache(maxsize=2)
@@ -346,16 +362,22 @@ def render_numpy(part: Part, score: Score, sample_rate: int, seed: int = 0) -> n
 
 
 def render_song(seed: int, seconds: float, sample_rate: int = 44100, extra_stems: int = 0,
-                renderer: str = "auto",
-                soundfont: str | os.PathLike | None = None) -> tuple[dict[str, np.ndarray], dict]:
+                renderer: str = "auto", soundfont: str | os.PathLike | None = None,
+                varied: bool = False) -> tuple[dict[str, np.ndarray], dict]:
     """Compose and render one song (no mixture).
 
     Args:
         renderer: ``"auto"`` (SoundFont if found, else numpy), ``"soundfont"`` or ``"numpy"``.
+        varied: more like a real multitrack: 0-8 extra stems (``extra_stems`` is ignored),
+            humanised timing and velocities, a SoundFont drawn per song among those installed
+            (unless ``soundfont`` is given), and every stem produced with its own
+            :class:`~diffmst_lite.data.production.StemStyle` (level, tilt, mono or stereo and
+            width, printed reverb): 4-16 tracks (channels) per song.
 
     Returns:
-        ``stems``: name -> ``(2, N)`` float32, N = round(seconds * sample_rate), each at a
-        random level (-26...-16 dBFS RMS, peak <= 0.99); and a metadata dict.
+        ``stems``: name -> ``(2, N)`` float32 (``varied``: ``(1, N)`` or ``(2, N)``), N =
+        round(seconds * sample_rate), each at a random level (-26...-16 dBFS RMS; ``varied``:
+        -32...-12), peak <= 0.99; and a metadata dict.
     """
     if seconds < 1.0:
         raise ValueError(f"songs must be at least 1 s long, got {seconds}")
@@ -365,6 +387,8 @@ def render_song(seed: int, seconds: float, sample_rate: int = 44100, extra_stems
     sf_path = find_soundfont(soundfont) if usable else None
     if renderer == "soundfont" and sf_path is None:
         raise FileNotFoundError("no SoundFont or no midirenderer: set DIFFMST_SOUNDFONT, install fluid-soundfont-gm")
+    if varied:
+        return _render_varied(seed, seconds, sample_rate, sf_path if soundfont else None, usable and sf_path)
     score = compose(seed, seconds, extra_stems)
     rng = np.random.default_rng([seed, 1])
     stems = {}
@@ -380,4 +404,25 @@ def render_song(seed: int, seconds: float, sample_rate: int = 44100, extra_stems
         stems[part.name] = x.astype(np.float32)
     meta = {"seed": int(seed), "seconds": seconds, "sample_rate": sample_rate, "synthetic": True,
             "renderer": f"soundfont:{sf_path}" if sf_path else "numpy", **describe(score)}
+    return stems, meta
+
+
+def _render_varied(seed: int, seconds: float, sample_rate: int, soundfont: Path | None,
+                   use_soundfont: bool) -> tuple[dict[str, np.ndarray], dict]:
+    """:func:`render_song` with ``varied=True``."""
+    from diffmst_lite.data.production import draw_stem_style, limit_track_count, produce_stem
+
+    rng = np.random.default_rng([seed, 2])
+    score = compose(seed, seconds, int(rng.integers(0, len(EXTRA_STEMS) + 1)), humanize=True)
+    fonts = installed_soundfonts() if use_soundfont else []
+    sf_path = soundfont or (fonts[int(rng.integers(len(fonts)))] if fonts else None)
+    styles = {part.name: draw_stem_style(part.name, rng) for part in score.parts}
+    limit_track_count(styles)
+    stems = {}
+    for i, part in enumerate(score.parts):
+        x = render_soundfont(part, score, sample_rate, sf_path) if sf_path else render_numpy(part, score, sample_rate, seed + i)
+        stems[part.name] = produce_stem(x, sample_rate, styles[part.name], rng)
+    meta = {"seed": int(seed), "seconds": seconds, "sample_rate": sample_rate, "synthetic": True, "varied": True,
+            "renderer": f"soundfont:{sf_path}" if sf_path else "numpy", **describe(score),
+            "stem_styles": {name: style.as_dict() for name, style in styles.items()}}
     return stems, meta

@@ -6,7 +6,9 @@ song's mixture). Four systems mix the tracks:
 
 - ``equal-loudness``: every track at the same loudness, centred, no processing;
 - ``random``: random console settings (the Method 1 distribution);
-- ``optimised``: test-time optimisation of the settings against the reference;
+- ``optimised``: test-time optimisation of the settings against the reference (with
+  several step counts, e.g. ``(50, 100)``, the largest is ``optimised`` and the others
+  ``optimised (50 steps)``, all from one run; 0: no optimisation);
 - ``model``: the trained network's prediction.
 
 Columns are the mean squared errors of each audio feature against the reference
@@ -21,6 +23,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -44,7 +47,7 @@ class EvalConfig:
 
     seconds: float = 5.0  # length of the tracks' section and of the reference section
     cross_song: bool = False
-    optimize_steps: int = 100
+    optimize_steps: int | Sequence[int] = 100  # one count, or several (one run, best within each)
     max_songs: int | None = None
     seed: int = 0
 
@@ -112,8 +115,7 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
             "random": (params.random_track_params(1, tracks.shape[1], sample_rate, generator),
                        params.random_master_params(1, sample_rate, generator)),
         }
-        result = optimize_params(tracks, reference, sample_rate, steps=config.optimize_steps, progress=False)
-        settings["optimised"] = (result.track_params, result.master_params)
+        settings.update(_optimised(tracks, reference, sample_rate, config.optimize_steps))
         if model is not None:
             with torch.no_grad():
                 settings["model"] = model.predict_params(tracks, reference)
@@ -129,9 +131,26 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
     return totals
 
 
+def optimised_name(steps: int, most_steps: int) -> str:
+    """The row of ``steps`` of test-time optimisation: ``optimised`` for the largest count."""
+    return "optimised" if steps == most_steps else f"optimised ({steps} steps)"
+
+
+def _optimised(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int,
+               steps: int | Sequence[int]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The settings of test-time optimisation after each count of ``steps`` (one run)."""
+    counts = sorted({int(k) for k in ([steps] if isinstance(steps, int) else steps) if int(k) > 0})
+    if not counts:
+        return {}
+    result = optimize_params(tracks, reference, sample_rate, steps=counts[-1], progress=False,
+                             keep_best_within=tuple(counts[:-1]))
+    found = {**result.best_within, counts[-1]: (result.track_params, result.master_params)}
+    return {optimised_name(k, counts[-1]): found[k] for k in counts}
+
+
 def _pair_methods(pairs: list[dict]) -> list[str]:
-    """The systems scored in ``pairs`` (all pairs have the same), in :data:`METHODS` order."""
-    return [m for m in METHODS if pairs and m in pairs[0]]
+    """The systems scored in ``pairs`` (all pairs have the same), in the order they were scored."""
+    return [m for m in pairs[0] if m not in ("song", "reference")] if pairs else []
 
 
 def win_rates(pairs: list[dict], method: str = "model") -> dict[str, tuple[int, int]]:

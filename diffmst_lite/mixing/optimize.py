@@ -22,12 +22,15 @@ from diffmst_lite.losses.style import AudioFeatureLoss
 @dataclass
 class OptimizeResult:
     """Best settings found: ``track_params (B, T, P)``, ``master_params (B, Pm)`` in [0, 1],
-    the loss of each step in ``history`` and the best loss."""
+    the loss of each step in ``history`` and the best loss. ``best_within``: for each
+    ``k`` of ``optimize_params(keep_best_within=...)``, the best ``(track_params,
+    master_params)`` of the first ``k`` steps (what a ``k``-step run returns)."""
 
     track_params: torch.Tensor
     master_params: torch.Tensor
     history: list[float] = field(default_factory=list)
     best_loss: float = float("inf")
+    best_within: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 def _logit(u: torch.Tensor) -> torch.Tensor:
@@ -45,6 +48,7 @@ def optimize_params(
     mask: torch.Tensor | None = None,
     loss_fn: torch.nn.Module | None = None,
     progress: bool = True,
+    keep_best_within: tuple[int, ...] = (),
 ) -> OptimizeResult:
     """Optimise console settings so the mix of ``tracks`` matches ``reference``.
 
@@ -57,6 +61,8 @@ def optimize_params(
         init: starting ``(track_params, master_params)``; default: the neutral setting.
         mask: optional ``(B, T)`` padding mask.
         loss_fn: ``loss_fn(mix, reference)`` -> scalar; default :class:`AudioFeatureLoss`.
+        keep_best_within: step counts ``k < steps`` whose best settings are kept too
+            (``result.best_within[k]``): one run of 100 steps gives the 50-step result.
 
     Returns:
         :class:`OptimizeResult` with the best settings seen.
@@ -84,6 +90,8 @@ def optimize_params(
             result.best_loss = value
             result.track_params, result.master_params = track_params.detach().clone(), master_params.detach().clone()
         result.history.append(value)
+        if len(result.history) in keep_best_within:
+            result.best_within[len(result.history)] = (result.track_params, result.master_params)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

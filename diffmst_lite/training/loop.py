@@ -71,7 +71,7 @@ class TrainConfig:
     method: int = 1  # 1: self-supervised random mixes; 2: real mix of another song as reference
     loss: str | None = None  # mrstft | af | mrstft+af | param (Method 2: af only); None: mrstft (1), af (2)
     tracks: int = 8  # most tracks per example (8 or 16; MUSDB has 8, the rest are masked)
-    data: str | None = None  # MUSDB18(-HQ) root or synthetic tree; "toy": out/toy_data; None: $MUSDB_PATH
+    data: str | None = None  # MUSDB18(-HQ) root or synthetic tree, or several "a,b"; "toy": out/toy_data; None: $MUSDB_PATH
     out: str = "runs/diffmst"  # the run directory
     steps: int = 1000  # optimiser steps in total (a resumed run continues to this number)
     batch_size: int = 4  # examples per step and per process
@@ -241,24 +241,28 @@ def read_resume_checkpoint(config: TrainConfig, out: Path) -> dict | None:
 
 
 def training_songs(config: TrainConfig, out: Path, rank: int, world: int, progress: bool) -> list:
-    """The songs of ``config.data`` (``"toy"``: six synthetic songs that rank 0 writes to
-    ``out/toy_data`` while the other ranks wait; None: ``$MUSDB_PATH``)."""
+    """The training songs of ``config.data``: one tree, or several separated by commas
+    (``data/real,data/synth``: their songs together, each song drawn equally often);
+    ``"toy"``: six synthetic songs that rank 0 writes to ``out/toy_data`` while the
+    other ranks wait; None: ``$MUSDB_PATH``."""
     data = config.data or os.environ.get("MUSDB_PATH")
     if not data:
         raise ValueError("no data: pass --data PATH (MUSDB18 root or synthetic tree), --data toy, "
                          "or set MUSDB_PATH")
+    roots = [Path(root).expanduser() for root in data.split(",") if root.strip()]
     if data == "toy":
-        data = out / "toy_data"
+        roots = [out / "toy_data"]
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-            toy_songs(data, config.sample_rate, config.seconds, config.seed, progress)
+            toy_songs(roots[0], config.sample_rate, config.seconds, config.seed, progress)
         if world > 1:
             dist.barrier()
-    elif not Path(data).expanduser().exists():
-        raise FileNotFoundError(f"data path {data} does not exist")
+    missing = [str(root) for root in roots if not root.exists()]
+    if missing:
+        raise FileNotFoundError(f"data path {', '.join(missing)} does not exist")
     # absolute: musdb mis-joins a relative root with the setup file's path
-    return load_songs(Path(data).expanduser().resolve(), subset="train", split="train",
-                      sample_rate=config.sample_rate)
+    return [song for root in roots
+            for song in load_songs(root.resolve(), subset="train", split="train", sample_rate=config.sample_rate)]
 
 
 def initial_state(config: TrainConfig, device: torch.device, ckpt: dict | None, out: Path, rank: int

@@ -1,0 +1,40 @@
+"""The stored full-size results (assets/results, `make results`) belong to the shipped
+checkpoint, every stored file is read by a page, and their tables are what the page shows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from diffmst_lite.book.results import RESULTS_DIR, SETTING_TITLES, checkpoint_sha256, results_markdown, stored_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_provenance_names_the_shipped_checkpoint():
+    provenance = json.loads((RESULTS_DIR / "provenance.json").read_text())["settings"]
+    assert provenance, "no stored results"
+    shipped = checkpoint_sha256()
+    for setting, p in provenance.items():
+        assert p["checkpoint_sha256"] == shipped, f"{setting}: results of another checkpoint; rerun `make results`"
+        assert p["command"].startswith("python scripts/results.py") and p["commit"] and p["machine"]
+        assert p["date"] and p["wall_seconds"] > 0 and p["pairs"] == p["songs"] > 0
+
+
+def test_every_stored_file_is_read_by_a_page():
+    results = stored_results()
+    read = {"provenance.json"} | {f"{kind}_{s}.csv" for s in results for kind in ("eval", "pairs")}
+    assert {p.name for p in RESULTS_DIR.iterdir()} == read
+    pages = [p for p in (ROOT / "notebooks").glob("*.ipynb") if "stored_results()" in p.read_text()]
+    assert pages, "no chapter shows the stored results"
+    assert set(results) <= set(SETTING_TITLES)
+
+
+def test_tables_agree_with_their_pairs():
+    for result in stored_results().values():
+        for system, row in result.table.items():
+            mean = sum(p[system] for p in result.pairs) / len(result.pairs)
+            assert mean == pytest.approx(row["af"], rel=1e-4, abs=2e-6), (result.setting, system)
+        assert f"{len(result.pairs)} pairs" in results_markdown(result)
