@@ -7,6 +7,7 @@ compact artefacts that the README and chapter 15 read instead of recomputing the
     assets/results/pairs_<setting>.csv   every (tracks, reference) pair's AF total
     assets/results/provenance.json       command, commit, checkpoint SHA-256, date, machine, wall times
     assets/results/data_sources.csv      the real songs and references used: package, version, licence
+    assets/results/training_log.csv      the shipped checkpoint's training curves (--training-logs)
 
 Settings (5 s sections, test-time optimisation 50 and 100 steps from one run):
 
@@ -31,6 +32,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -46,10 +48,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def machine() -> str:
+def machine(threads: int = 0) -> str:
+    """CPU, cores, torch version and the threads each evaluation used."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    threads = torch.get_num_threads()
+    threads = threads or torch.get_num_threads()
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({threads} thread{'s' * (threads > 1)})"
 
 
@@ -91,6 +94,28 @@ def write_data_sources(real: str, references: str | None, path: Path) -> None:
                              g["validation"], round(g["seconds"] / 60, 1)])
 
 
+def write_training_log(logs: str, path: Path) -> None:
+    """Concatenate the ``log.csv`` of consecutive training phases (``name=run_dir/log.csv,...``)
+    into one curve: a ``phase`` column, and steps and seconds counted from the first phase."""
+    import csv
+
+    rows, step0, seconds0 = [], 0, 0.0
+    for item in logs.split(","):
+        name, log = item.split("=", 1)
+        with open(log) as handle:
+            phase = list(csv.DictReader(handle))
+        for row in phase:
+            rows.append({"phase": name, "step": step0 + int(row["step"]),
+                         "seconds": round(seconds0 + float(row["seconds"]), 1),
+                         **{k: f"{float(v):.6g}" for k, v in row.items() if k not in ("step", "seconds")}})
+        step0, seconds0 = rows[-1]["step"], float(rows[-1]["seconds"])
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def songs_and_references(setting: str, args: argparse.Namespace, rate: int) -> tuple[list, list | None, bool]:
     """``(songs, references, cross_song)`` of ``setting``."""
     if setting.startswith("synthetic"):
@@ -100,6 +125,20 @@ def songs_and_references(setting: str, args: argparse.Namespace, rate: int) -> t
     if setting == "real-mastered":
         return songs, reference_songs(args.references, rate), True
     return songs, None, setting == "real-cross"
+
+
+def run_setting(setting: str, args: argparse.Namespace, checkpoint: Path, threads: int) -> tuple:
+    """Evaluate one setting -> ``(setting, table, pairs, songs, references, wall seconds)``."""
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(str(checkpoint))
+    songs, references, cross = songs_and_references(setting, args, model.config.sample_rate)
+    config = EvalConfig(seconds=args.seconds, cross_song=cross,
+                        optimize_steps=tuple(int(k) for k in args.steps.split(",")))
+    pairs: list[dict] = []
+    start = time.perf_counter()
+    table = evaluate(model, songs, config, progress=False, references=references, pairs=pairs)
+    return setting, table, pairs, len(songs), len(references) if references else None, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,41 +151,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--steps", default="50,100")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="settings evaluated at once, one thread each (default 1: one at a time, all threads)")
+    parser.add_argument("--training-logs", metavar="NAME=LOG,...",
+                        help="the shipped checkpoint's training phases, in order (their log.csv)")
     args = parser.parse_args(argv)
+    settings = args.settings.split(",")
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown setting {unknown[0]!r}; choose from {', '.join(SETTINGS)}")
 
     checkpoint = Path(args.checkpoint or DEFAULT_CHECKPOINT)
-    model = load_model(str(checkpoint))
-    rate = model.config.sample_rate
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     provenance_path = out / "provenance.json"
     provenance = json.loads(provenance_path.read_text()) if provenance_path.exists() else {"settings": {}}
+    if args.training_logs:
+        write_training_log(args.training_logs, out / "training_log.csv")
     if args.real:
         write_data_sources(args.real, args.references, out / "data_sources.csv")
-    config = EvalConfig(seconds=args.seconds, optimize_steps=tuple(int(k) for k in args.steps.split(",")))
-    for setting in args.settings.split(","):
-        if setting not in SETTINGS:
-            parser.error(f"unknown setting {setting!r}; choose from {', '.join(SETTINGS)}")
-        songs, references, cross = songs_and_references(setting, args, rate)
-        config.cross_song = cross
-        pairs: list[dict] = []
-        start = time.perf_counter()
-        results = evaluate(model, songs, config, references=references, pairs=pairs)
-        wall = time.perf_counter() - start
-        write_csv(results, out / f"eval_{setting}.csv")
-        write_pairs_csv(pairs, out / f"pairs_{setting}.csv")
-        provenance["settings"][setting] = {
-            "songs": len(songs), "pairs": len(pairs), "references": len(references) if references else None,
-            "seconds": args.seconds, "optimize_steps": list(config.optimize_steps), "wall_seconds": round(wall, 1),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(["python", "scripts/results.py", *(argv if argv is not None else sys.argv[1:])]),
-            "commit": commit(), "checkpoint": checkpoint.name, "checkpoint_sha256": sha256(checkpoint),
-            "machine": machine(),
-        }
-        provenance_path.write_text(json.dumps(provenance, indent=1) + "\n")
-        print(f"{setting}: {len(pairs)} pairs in {wall:.0f} s; "
-              + ", ".join(f"{m} {row['af']:.4g}" for m, row in results.items()) + f"; {format_win_rates(pairs)}",
-              flush=True)
+    command = " ".join(["python", "scripts/results.py", *(argv if argv is not None else sys.argv[1:])])
+    threads = 1 if args.jobs > 1 else 0
+    with ProcessPoolExecutor(args.jobs) as pool:
+        jobs = [pool.submit(run_setting, setting, args, checkpoint, threads) for setting in settings]
+        for job in as_completed(jobs):
+            setting, table, pairs, num_songs, num_references, wall = job.result()
+            write_csv(table, out / f"eval_{setting}.csv")
+            write_pairs_csv(pairs, out / f"pairs_{setting}.csv")
+            provenance["settings"][setting] = {
+                "songs": num_songs, "pairs": len(pairs), "references": num_references, "seconds": args.seconds,
+                "optimize_steps": [int(k) for k in args.steps.split(",")], "wall_seconds": round(wall, 1),
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "command": command, "commit": commit(), "checkpoint": checkpoint.name,
+                "checkpoint_sha256": sha256(checkpoint), "machine": machine(threads),
+            }
+            provenance_path.write_text(json.dumps(provenance, indent=1) + "\n")
+            print(f"{setting}: {len(pairs)} pairs in {wall:.0f} s; "
+                  + ", ".join(f"{m} {row['af']:.4g}" for m, row in table.items())
+                  + f"; {format_win_rates(pairs)}", flush=True)
     return 0
 
 

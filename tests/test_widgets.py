@@ -178,3 +178,15 @@ def test_diagrams_exist_and_urls_follow_the_install(monkeypatch):
     fake.direct_url = json.dumps({"url": "file:///tmp/x", "dir_info": {}})
     assert notebook.diagram_url("method1_data") == \
         "https://raw.githubusercontent.com/diffmst-lite/diffmst-lite/main/assets/figures/method1_data.png"
+
+
+def test_level_widgets_play_level_true_and_the_eq_plays_before_and_after(tracks):
+    """Makeup gain is heard (level-true player: +6 dB makeup plays 6 dB louder); the EQ
+    widget's players are labelled and loudness-matched."""
+    comp = CompressorWidget(0.1 * tracks[:2], SR, settings={"compressor.makeup_db": 0.0})
+    quiet = comp.player().lufs
+    comp.controls["compressor.makeup_db"].value = 6.0
+    assert comp.player().lufs - quiet == pytest.approx(6.0, abs=0.05)
+    eq = EQWidget(tracks[0], SR)
+    row = eq.player()
+    assert "before (no EQ)" in row.data and "after (EQ)" in row.data and "loudness-matched" in row.mode

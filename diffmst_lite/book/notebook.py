@@ -1,9 +1,13 @@
-"""Small conveniences the book's notebooks share: the FAST switch, short normalised
-audio players, and widgets that only show where a kernel can run them.
+"""Small conveniences the book's notebooks share: the FAST switch, short audio
+players at a fair level, and widgets that only show where a kernel can run them.
 
 - ``FAST`` is True on a CPU-only machine (small sizes, quick execution) and False
   with a GPU (full sizes); the environment variable ``DIFFMST_FAST=0/1`` overrides.
-- :func:`play` returns an audio player for a short, peak-normalised excerpt.
+- :func:`play` returns an audio player for a short excerpt, by default at a BS.1770
+  integrated loudness of -23 LUFS (``level="loudness"``), or as it is with only a
+  clip guard (``level="true"``); no player clips, none is limited.
+- :func:`compare` shows an A/B(/C...) row of players, labelled, either matched in
+  loudness or at their true relative levels, and says which.
 - :func:`show_widget` displays an ipywidgets UI in Colab or Jupyter, but not while
   the book is being built (``DIFFMST_BOOK_BUILD=1``, set by ``make book``): a static
   page cannot run widget callbacks, and a displayed widget can stall the executor
@@ -15,13 +19,19 @@ audio players, and widgets that only show where a kernel can run them.
 
 from __future__ import annotations
 
+import html
 import importlib.metadata
 import json
+import math
 import os
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
+from IPython.display import HTML, Audio
+
+from diffmst_lite.dsp.loudness import integrated_loudness
 
 
 def fast_mode() -> bool:
@@ -41,23 +51,174 @@ def building_book() -> bool:
     return os.environ.get("DIFFMST_BOOK_BUILD", "") == "1"
 
 
-def play(audio: torch.Tensor | np.ndarray, sample_rate: int, seconds: float | None = 6.0, peak_db: float = -1.0):
-    """A player for ``audio`` (``(samples,)`` or ``(channels, samples)``), trimmed to
-    ``seconds`` and peak-normalised to ``peak_db`` dBFS (silence stays silent).
+AudioLike = Union[torch.Tensor, np.ndarray]  # (samples,), (channels, samples) or (1, C, N)
 
-    Returns an ``IPython.display.Audio`` object (display it, or let the cell return it).
-    """
-    from IPython.display import Audio
+TARGET_LUFS = -23.0  # the players' loudness (EBU R 128's programme level), LUFS
+CEILING_DB = -1.0  # highest sample peak a player gets after a level change, dBFS
+LEVELS = ("loudness", "true")
 
-    data = audio.detach().cpu().double().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio, float)
+
+class Player(Audio):
+    """An ``IPython.display.Audio`` that knows how its level was set: ``gain_db``
+    (gain applied, dB), ``lufs`` (BS.1770 loudness as played) and ``note`` (shown
+    under the player when its level is not the nominal one)."""
+
+    gain_db: float = 0.0
+    lufs: float = -math.inf
+    note: str = ""
+
+    def _repr_html_(self) -> str:
+        note = f"<div><small>{html.escape(self.note)}</small></div>" if self.note else ""
+        return super()._repr_html_() + note
+
+
+class Comparison(HTML):
+    """The row of players :func:`compare` displays, with ``mode`` (its text about
+    levels), ``lufs`` ({label: loudness as played}) and ``gain_db`` ({label: dB})."""
+
+    mode: str = ""
+    lufs: dict[str, float]
+    gain_db: dict[str, float]
+
+
+def _excerpt(audio: AudioLike, sample_rate: int, seconds: float | None) -> np.ndarray:
+    """``audio`` as float64 numpy ``(samples,)`` or ``(channels, samples)``, trimmed
+    to its first ``seconds``."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().double().numpy()
+    data = np.asarray(audio, dtype=np.float64)
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
-    if seconds is not None:
-        data = data[..., : int(seconds * sample_rate)]
-    peak = np.abs(data).max() if data.size else 0.0
-    if peak > 0:
-        data = data * (10 ** (peak_db / 20) / peak)
-    return Audio(data, rate=sample_rate, normalize=False)
+    if data.ndim not in (1, 2):
+        raise ValueError(f"audio must be (samples,) or (channels, samples), got {data.shape}")
+    return np.ascontiguousarray(data if seconds is None else data[..., : int(seconds * sample_rate)])
+
+
+def _peak_db(x: np.ndarray) -> float:
+    """Sample peak of ``x`` in dBFS (-inf for silence)."""
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    return 20 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def _lufs(x: np.ndarray, sample_rate: int) -> float:
+    """BS.1770 integrated loudness (LUFS) of ``x`` as it is heard: a browser plays a mono
+    clip on both speakers, so a mono clip is measured as that centred stereo pair (3 dB
+    louder than the channel alone), and mono and stereo clips match by ear."""
+    if not x.size:
+        return -math.inf
+    heard = np.stack([x.reshape(-1)] * 2) if x.ndim == 1 or x.shape[0] == 1 else x
+    return integrated_loudness(heard, sample_rate)
+
+
+def level_gains_db(clips: list[np.ndarray], sample_rate: int, level: str = "loudness",
+                   target_lufs: float = TARGET_LUFS, ceiling_db: float = CEILING_DB,
+                   guard_db: float | None = None) -> np.ndarray:
+    """One gain (dB) per clip (``(samples,)`` or ``(channels, samples)``, full scale
+    1.0) for playing the clips side by side.
+
+    ``level="loudness"``: each clip to ``target_lufs`` (BS.1770 integrated loudness;
+    silence, -inf LUFS, keeps 0 dB). ``level="true"``: 0 dB for every clip. Then, if
+    the loudest peak would exceed ``guard_db`` dBFS (default: ``ceiling_db``), all
+    gains drop by the same amount, so that it sits at ``ceiling_db``: the clips stay
+    matched, or keep their relative levels. No limiter.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    gains = np.zeros(len(clips))
+    if level == "loudness":
+        lufs = np.array([_lufs(x, sample_rate) for x in clips])
+        gains = np.where(np.isfinite(lufs), target_lufs - lufs, 0.0)
+    loudest = max((_peak_db(x) + g for x, g in zip(clips, gains)), default=-math.inf)
+    if loudest > (ceiling_db if guard_db is None else guard_db):
+        gains = gains + (ceiling_db - loudest)
+    return gains
+
+
+def _player(data: np.ndarray, sample_rate: int) -> Player:
+    # normalize=False: the browser plays these samples, not a renormalised copy
+    # (the clip only guards against rounding: the gains keep peaks <= 0 dBFS)
+    return Player(np.clip(data, -1.0, 1.0), rate=sample_rate, normalize=False)
+
+
+def play(audio: AudioLike, sample_rate: int, seconds: float | None = 6.0, peak_db: float = CEILING_DB, *,
+         level: str = "loudness", target_lufs: float = TARGET_LUFS) -> Player:
+    """A player for ``audio`` (``(samples,)`` or ``(channels, samples)``, full scale
+    1.0), trimmed to its first ``seconds``.
+
+    ``level="loudness"`` (default): scaled to ``target_lufs`` (BS.1770 integrated
+    loudness), or less if its peak would then exceed ``peak_db`` dBFS (then the peak
+    is at ``peak_db``; no limiter). ``level="true"``: the samples as they are, unless
+    they would clip (peak above 0 dBFS): then scaled down to a peak of ``peak_db``
+    dBFS. Silence stays silent. When the level is not the nominal one, a note under
+    the player says so (``player.note``).
+
+    Returns a :class:`Player` (an ``IPython.display.Audio``; display it, or let the
+    cell return it).
+    """
+    data = _excerpt(audio, sample_rate, seconds)
+    guard = 0.0 if level == "true" else None
+    gain_db = float(level_gains_db([data], sample_rate, level, target_lufs, peak_db, guard)[0])
+    player = _player(data * 10 ** (gain_db / 20), sample_rate)
+    player.gain_db, player.lufs = gain_db, _lufs(data, sample_rate) + gain_db
+    if level == "true" and gain_db < 0:
+        player.note = f"level-true, but lowered by {-gain_db:.1f} dB so that it does not clip"
+    elif level == "loudness" and -math.inf < player.lufs < target_lufs - 0.05:
+        player.note = f"at {player.lufs:.1f} LUFS, not {target_lufs:g}: its peak is at {peak_db:g} dBFS"
+    return player
+
+
+def _element(player: Audio) -> str:
+    """The ``<audio>`` element of an ``IPython.display.Audio`` (data embedded)."""
+    return (f'<audio controls="controls" style="width: 100%">'
+            f'<source src="{player.src_attr()}" type="{player.mimetype}"/></audio>')
+
+
+def _lufs_text(lufs: float) -> str:
+    return f"{lufs:.1f} LUFS" if math.isfinite(lufs) else "silent"
+
+
+def compare(clips: dict[str, AudioLike], sample_rate: int, level: str = "loudness",
+            seconds: float | None = 6.0, target_lufs: float = TARGET_LUFS, caption: str | None = None,
+            columns: int = 3) -> Comparison:
+    """A labelled row of players for an A/B(/C...) comparison of ``clips`` ({label:
+    ``(samples,)`` or ``(channels, samples)`` audio at ``sample_rate`` Hz, full scale
+    1.0}), each trimmed to its first ``seconds``.
+
+    ``level="loudness"``: every clip at ``target_lufs`` (BS.1770 integrated
+    loudness), so that the comparison is about sound, not level; if a clip would then
+    peak above -1 dBFS, the whole group is lowered by the same amount (still
+    matched). ``level="true"``: the clips keep their true relative levels (one common
+    gain, only so that the loudest peak is at most -1 dBFS), for comparisons where
+    level is the lesson (a fader, makeup or output gain). The row says which, and
+    shows each clip's label and its loudness as played (LUFS); at most ``columns``
+    players per row.
+
+    Returns a :class:`Comparison` (an ``IPython.display.HTML``; display it, or let the
+    cell return it).
+    """
+    labels = list(clips)
+    data = [_excerpt(clips[label], sample_rate, seconds) for label in labels]
+    gains = level_gains_db(data, sample_rate, level, target_lufs)
+    data = [x * 10 ** (g / 20) for x, g in zip(data, gains)]
+    lufs = {label: _lufs(x, sample_rate) for label, x in zip(labels, data)}
+    lowered = f"lowered together so that no peak exceeds {CEILING_DB:g} dBFS"
+    if level == "true":
+        shift = float(gains[0]) if gains.size else 0.0  # the one common gain (dB)
+        mode = "true relative levels" + (f" (all {lowered}: {shift:.1f} dB)" if shift < 0 else "")
+    else:
+        played = max([v for v in lufs.values() if math.isfinite(v)], default=target_lufs)
+        mode = (f"loudness-matched at {target_lufs:g} LUFS" if played > target_lufs - 0.05
+                else f"loudness-matched at {played:.1f} LUFS (not {target_lufs:g}: all {lowered})")
+    cells = [f'<td style="text-align: left; vertical-align: top"><b>{html.escape(label)}</b>'
+             f"{_element(_player(x, sample_rate))}<small>{_lufs_text(lufs[label])}</small></td>"
+             for label, x in zip(labels, data)]
+    rows = "".join(f"<tr>{''.join(cells[i : i + columns])}</tr>" for i in range(0, len(cells), columns))
+    title = f"<b>{html.escape(caption)}</b> · " if caption else ""
+    row = Comparison(f'<table style="width: 100%; table-layout: fixed">'
+                     f'<caption style="caption-side: top; text-align: left">{title}players: {mode}</caption>'
+                     f"{rows}</table>")
+    row.mode, row.lufs, row.gain_db = mode, lufs, dict(zip(labels, gains.tolist()))
+    return row
 
 
 def show_widget(widget) -> None:

@@ -66,6 +66,12 @@ def stored_results() -> dict[str, StoredResult]:
     return out
 
 
+def stored_table(name: str) -> list[dict]:
+    """A stored CSV other than the evaluation's (``data_sources.csv``, ``training_log.csv``)
+    as a list of rows (strings)."""
+    return _rows(_read_text(name))
+
+
 def checkpoint_sha256(path: str | Path | None = None) -> str:
     """SHA-256 of a checkpoint file (default: the shipped one)."""
     from diffmst_lite.mixing.inference import DEFAULT_CHECKPOINT

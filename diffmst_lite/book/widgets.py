@@ -32,7 +32,7 @@ from diffmst_lite.console.mixer import MixingConsole
 from diffmst_lite.dsp.biquads import parametric_eq
 from diffmst_lite.dsp.dynamics import compressor
 from diffmst_lite.dsp.panning import pan_gains
-from diffmst_lite.book.notebook import play
+from diffmst_lite.book.notebook import compare, play
 from diffmst_lite.console.sheet import params_to_sheet, sheet_to_params
 
 COMPRESSOR_NAMES = [f"compressor.{f}" for f in params.COMPRESSOR_FIELDS]
@@ -60,7 +60,14 @@ def _mono_or_stereo(audio: Any) -> torch.Tensor:
 
 
 class ConsoleUI:
-    """Shared machinery: controls with observers, a lazily drawn output area."""
+    """Shared machinery: controls with observers, a lazily drawn output area.
+
+    The player under the figure plays at :attr:`level`: ``"loudness"`` (-23 LUFS,
+    so a setting is heard for its sound) or ``"true"`` (level-true with a clip guard,
+    for widgets whose controls are levels: faders, makeup and output gains).
+    """
+
+    level = "loudness"
 
     def __init__(self, sample_rate: int):
         self.sample_rate = int(sample_rate)
@@ -123,7 +130,11 @@ class ConsoleUI:
             fig = self.figure()
             display(fig)
             plt.close(fig)
-            display(play(self.render(), self.sample_rate))
+            display(self.player())
+
+    def player(self):
+        """What plays under the figure: the rendered audio, at :attr:`level`."""
+        return play(self.render(), self.sample_rate, level=self.level)
 
     def _repr_mimebundle_(self, **kwargs):
         if not self._shown:  # draw on first display only: building the widget costs no render
@@ -139,6 +150,8 @@ class MixerWidget(ConsoleUI):
 
     Chapter 2: Gain and panning.
     """
+
+    level = "true"  # its controls are levels: play them level-true
 
     def __init__(self, tracks: Any, names: list[str], sample_rate: int):
         super().__init__(sample_rate)
@@ -209,13 +222,9 @@ class EQWidget(ConsoleUI):
     def figure(self):
         return plotting.eq_response_figure(self.plot_data, self.sample_rate, show_ranges=True)
 
-    def redraw(self) -> None:
-        """Figure, then the original and the equalised audio."""
-        from IPython.display import Markdown, display
-
-        super().redraw()
-        with self.output:
-            display(Markdown("*before (no EQ):*"), play(self.audio.numpy(), self.sample_rate))
+    def player(self):
+        """The original and the equalised audio side by side, loudness-matched."""
+        return compare({"before (no EQ)": self.audio.numpy(), "after (EQ)": self.render()}, self.sample_rate)
 
 
 class CompressorWidget(ConsoleUI):
@@ -226,6 +235,8 @@ class CompressorWidget(ConsoleUI):
 
     Chapter 4: Dynamic range compression.
     """
+
+    level = "true"  # its controls are levels: play them level-true
 
     def __init__(self, audio: Any, sample_rate: int, settings: dict[str, float] | None = None):
         super().__init__(sample_rate)
@@ -274,6 +285,8 @@ class ConsoleWidget(ConsoleUI):
 
     Chapter 5: The master bus and the whole console.
     """
+
+    level = "true"  # its controls are levels: play them level-true
 
     def __init__(self, tracks: Any, names: list[str], sample_rate: int, sheet: dict[str, Any] | None = None):
         super().__init__(sample_rate)

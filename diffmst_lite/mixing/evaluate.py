@@ -133,7 +133,7 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
 
 def optimised_name(steps: int, most_steps: int) -> str:
     """The row of ``steps`` of test-time optimisation: ``optimised`` for the largest count."""
-    return "optimised" if steps == most_steps else f"optimised ({steps} steps)"
+    return "optimised" if steps == most_steps else f"optimised ({steps} step{'s' * (steps != 1)})"
 
 
 def _optimised(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int,
