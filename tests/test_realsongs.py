@@ -217,7 +217,7 @@ def test_midi_tracks_are_rendered_dry(tmp_path):
     path = tmp_path / "song.mid"
     pm.write(str(path))
     mixture, tracks = render_midi_song(path, SR, font)
-    assert list(tracks) == ["00-Acoustic Grand Piano", "01-Electric Bass (finger)"]
+    assert list(tracks) == ["00-acoustic-grand-piano", "01-electric-bass-finger"]
     assert all(x.shape == mixture.shape for x in tracks.values())
     assert all(R.rms_db(x) > -50 for x in tracks.values())
     # the mix has the composer's hard-right pan on the bass; the dry bass track is centred
@@ -324,3 +324,16 @@ def test_render_lmms_song_cuts_the_same_part_of_every_render(project, monkeypatc
         assert x.shape == (2, 100) and x[0, 0] == 50 and x[0, 69] == 119 and not x[:, 70:].any()
     whole, _ = R.render_lmms_song(project, rate, seconds=None)
     assert whole.shape == (2, 300)
+
+
+def test_midi_track_names_are_file_name_safe():
+    """A MIDI track name with a NUL byte once cut a track's file name before ``.wav``
+    (the song then had no readable tracks)."""
+    import pretty_midi
+
+    from diffmst_lite.data.midisongs import track_name
+
+    odd = pretty_midi.Instrument(program=0, name="Voice 1 (Melody) Up\x00\x00")
+    assert track_name(odd, 5) == "05-voice-1-melody-up"
+    assert track_name(pretty_midi.Instrument(program=33, name=""), 0) == "00-electric-bass-finger"
+    assert track_name(pretty_midi.Instrument(program=0, is_drum=True), 9) == "09-drums"

@@ -20,7 +20,7 @@ def test_provenance_names_the_shipped_checkpoint():
     for setting, p in provenance.items():
         assert p["checkpoint_sha256"] == shipped, f"{setting}: results of another checkpoint; rerun `make results`"
         assert p["command"].startswith("python scripts/results.py") and p["commit"] and p["machine"]
-        assert p["date"] and p["wall_seconds"] > 0 and p["pairs"] == p["songs"] > 0
+        assert p["date"] and p["wall_seconds"] > 0 and 0 < p["pairs"] <= p["songs"]  # songs without tracks are skipped
 
 
 def test_every_stored_file_is_read_by_a_page():
@@ -40,4 +40,4 @@ def test_tables_agree_with_their_pairs():
         for system, row in result.table.items():
             mean = sum(p[system] for p in result.pairs) / len(result.pairs)
             assert mean == pytest.approx(row["af"], rel=1e-4, abs=2e-6), (result.setting, system)
-        assert f"{len(result.pairs)} pairs" in results_markdown(result)
+        assert f"({len(result.pairs)} songs, each one" in results_markdown(result)

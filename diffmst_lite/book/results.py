@@ -22,7 +22,7 @@ RESULTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "results"
 SETTING_TITLES = {
     "synthetic-same": "synthetic test songs, same-song reference",
     "synthetic-cross": "synthetic test songs, another song's mix as reference",
-    "real-same": "real development songs, the producer's own mix as reference",
+    "real-same": "real development songs, the song's own mix (producer's or composer's) as reference",
     "real-cross": "real development songs, another development song's mix as reference",
     "real-mastered": "real development songs, a released mastered mix as reference",
 }
@@ -92,7 +92,7 @@ def results_markdown(result: StoredResult) -> str:
 
     wins = win_rates(result.pairs)
     n = len(result.pairs)
-    lines = [f"**{SETTING_TITLES[result.setting]}** ({result.provenance['songs']} songs, {n} pairs, "
+    lines = [f"**{SETTING_TITLES[result.setting]}** ({n} songs, each one (tracks, reference) pair; "
              f"{result.provenance['seconds']:g} s sections)", "",
              "| system | AF total (lower is better) | pairs on which the model is better |", "|---|---|---|"]
     most_steps = max(result.provenance["optimize_steps"])

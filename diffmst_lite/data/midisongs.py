@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffmst_lite.data.lmms import slug
 from diffmst_lite.data.synth import render_midi
 from diffmst_lite.files.audio import window
 
@@ -44,11 +45,12 @@ def load_midi(path: str | os.PathLike):
 
 
 def track_name(inst, index: int) -> str:
-    """``NN-name``: the instrument's own name, or its General MIDI program name."""
+    """``NN-name``: the instrument's own name, or its General MIDI program name, as a
+    file-name-safe slug (MIDI track names may hold NUL bytes, which cut a file name)."""
     import pretty_midi
 
-    name = inst.name.strip() or ("drums" if inst.is_drum else pretty_midi.program_to_instrument_name(inst.program))
-    return f"{index:02d}-{name}"
+    name = inst.name.strip("\x00 ") or ("drums" if inst.is_drum else pretty_midi.program_to_instrument_name(inst.program))
+    return f"{index:02d}-{slug(name)}"
 
 
 def dry(pm, index: int):
