@@ -221,7 +221,7 @@ def test_midi_tracks_are_rendered_dry(tmp_path):
     assert all(x.shape == mixture.shape for x in tracks.values())
     assert all(R.rms_db(x) > -50 for x in tracks.values())
     # the mix has the composer's hard-right pan on the bass; the dry bass track is centred
-    bass = tracks["01-Electric Bass (finger)"]
+    bass = tracks["01-electric-bass-finger"]
     assert abs(R.rms_db(bass[0]) - R.rms_db(bass[1])) < 1.0
     assert R.rms_db(mixture[1]) > R.rms_db(mixture[0]) + 3.0  # ... and the mix leans right
     # only the start: cut to `seconds`, never padded past the end of a shorter song
