@@ -6,9 +6,9 @@
 #
 # Not needed for the book (it reads stored results), for the full-size experiments:
 #   make data     synthetic and real songs under data/ (installs LMMS, SoundFonts and the
-#                 Debian music packages with apt; about an hour on 2 cores)
+#                 Debian music packages with apt; an hour or more on 2 cores: LMMS renders in real time)
 #   make results  the full-size evaluation of the shipped checkpoint -> assets/results
-#                 (about an hour on 2 cores; rerun whenever the checkpoint changes)
+#                 (about half an hour on 2 cores; rerun whenever the checkpoint changes)
 #
 # Install steps are skipped when already done: the Python install is redone only
 # when requirements.txt or pyproject.toml is newer than the stamp in .venv.

@@ -1,7 +1,7 @@
 """The book's stored full-size results (``assets/results``, written by ``scripts/results.py``).
 
 A notebook's live run is small on a CPU (``FAST``); the full-size evaluation of the
-shipped checkpoint takes about an hour, so ``make results`` runs it once and the
+shipped checkpoint takes about half an hour on 2 cores, so ``make results`` runs it once and the
 chapters show its tables beside the live run, with the provenance stored next to
 them (command, commit, checkpoint SHA-256, date, machine, wall time). In a checkout
 the files are read from ``assets/results``; after a ``pip install`` from GitHub
