@@ -24,8 +24,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -37,15 +37,13 @@ from pathlib import Path
 
 import torch
 
+from diffmst_lite.book.results import checkpoint_sha256
 from diffmst_lite.data.songs import load_songs, reference_songs
+from diffmst_lite.files.atomic import atomic_path, write_text
 from diffmst_lite.mixing.evaluate import EvalConfig, evaluate, format_win_rates, write_csv, write_pairs_csv
 from diffmst_lite.mixing.inference import DEFAULT_CHECKPOINT, load_model
 
 SETTINGS = ("synthetic-same", "synthetic-cross", "real-same", "real-cross", "real-mastered")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def machine(threads: int = 0) -> str:
@@ -67,7 +65,6 @@ def commit() -> str:
 def write_data_sources(real: str, references: str | None, path: Path) -> None:
     """One row per Debian package of the real trees' songs (``manifest.json``) and of the
     reference folder (``references.csv``): role, package, version, licence(s), songs, minutes."""
-    import csv
     from collections import defaultdict
 
     groups: dict[tuple, dict] = defaultdict(lambda: {"licences": set(), "songs": 0, "validation": 0, "seconds": 0.0})
@@ -86,7 +83,7 @@ def write_data_sources(real: str, references: str | None, path: Path) -> None:
                 group["licences"].add(row["licence"])
                 group["songs"] += 1
                 group["seconds"] += float(row["seconds"])
-    with open(path, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["role", "package", "version", "licence", "songs", "validation_songs", "minutes"])
         for (role, package, version), g in sorted(groups.items()):
@@ -97,8 +94,6 @@ def write_data_sources(real: str, references: str | None, path: Path) -> None:
 def write_training_log(logs: str, path: Path) -> None:
     """Concatenate the ``log.csv`` of consecutive training phases (``name=run_dir/log.csv,...``)
     into one curve: a ``phase`` column, and steps and seconds counted from the first phase."""
-    import csv
-
     rows, step0, seconds0 = [], 0, 0.0
     for item in logs.split(","):
         name, log = item.split("=", 1)
@@ -110,7 +105,7 @@ def write_training_log(logs: str, path: Path) -> None:
                          **{k: f"{float(v):.6g}" for k, v in row.items() if k not in ("step", "seconds")}})
         step0, seconds0 = rows[-1]["step"], float(rows[-1]["seconds"])
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
@@ -183,9 +178,9 @@ def main(argv: list[str] | None = None) -> int:
                 "optimize_steps": [int(k) for k in args.steps.split(",")], "wall_seconds": round(wall, 1),
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "command": command, "commit": commit(), "checkpoint": checkpoint.name,
-                "checkpoint_sha256": sha256(checkpoint), "machine": machine(threads),
+                "checkpoint_sha256": checkpoint_sha256(checkpoint), "machine": machine(threads),
             }
-            provenance_path.write_text(json.dumps(provenance, indent=1) + "\n")
+            write_text(provenance_path, json.dumps(provenance, indent=1) + "\n")
             print(f"{setting}: {len(pairs)} pairs in {wall:.0f} s; "
                   + ", ".join(f"{m} {row['af']:.4g}" for m, row in table.items())
                   + f"; {format_win_rates(pairs)}", flush=True)

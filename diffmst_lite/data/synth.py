@@ -33,6 +33,7 @@ import soundfile as sf
 import torch
 
 from diffmst_lite.files.audio import fit_length, resample
+from diffmst_lite.data.production import draw_stem_style, limit_track_count, produce_stem
 from diffmst_lite.data.songs import STEM_NAMES
 
 EXTRA_STEMS = ("keys", "strings", "percussion", "counter", "pad", "guitar", "brass", "organ")
@@ -387,42 +388,34 @@ def render_song(seed: int, seconds: float, sample_rate: int = 44100, extra_stems
     sf_path = find_soundfont(soundfont) if usable else None
     if renderer == "soundfont" and sf_path is None:
         raise FileNotFoundError("no SoundFont or no midirenderer: set DIFFMST_SOUNDFONT, install fluid-soundfont-gm")
+    styles = None
     if varied:
-        return _render_varied(seed, seconds, sample_rate, sf_path if soundfont else None, usable and sf_path)
-    score = compose(seed, seconds, extra_stems)
-    rng = np.random.default_rng([seed, 1])
+        rng = np.random.default_rng([seed, 2])
+        score = compose(seed, seconds, int(rng.integers(0, len(EXTRA_STEMS) + 1)), humanize=True)
+        fonts = installed_soundfonts() if sf_path and soundfont is None else []
+        if fonts:  # one per song, unless a SoundFont was asked for
+            sf_path = fonts[int(rng.integers(len(fonts)))]
+        styles = {part.name: draw_stem_style(part.name, rng) for part in score.parts}
+        limit_track_count(styles)
+    else:
+        score = compose(seed, seconds, extra_stems)
+        rng = np.random.default_rng([seed, 1])
     stems = {}
     for i, part in enumerate(score.parts):
         if sf_path:
             x = render_soundfont(part, score, sample_rate, sf_path)
         else:
             x = render_numpy(part, score, sample_rate, seed + i)
-        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
-        if rms > 0:
-            x = x * (10 ** (rng.uniform(-26, -16) / 20) / rms)
-        x = x * min(1.0, 0.99 / max(float(np.abs(x).max()), 1e-9))
-        stems[part.name] = x.astype(np.float32)
+        if styles:
+            stems[part.name] = produce_stem(x, sample_rate, styles[part.name], rng)
+        else:
+            rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+            if rms > 0:
+                x = x * (10 ** (rng.uniform(-26, -16) / 20) / rms)
+            x = x * min(1.0, 0.99 / max(float(np.abs(x).max()), 1e-9))
+            stems[part.name] = x.astype(np.float32)
     meta = {"seed": int(seed), "seconds": seconds, "sample_rate": sample_rate, "synthetic": True,
-            "renderer": f"soundfont:{sf_path}" if sf_path else "numpy", **describe(score)}
-    return stems, meta
-
-
-def _render_varied(seed: int, seconds: float, sample_rate: int, soundfont: Path | None,
-                   use_soundfont: bool) -> tuple[dict[str, np.ndarray], dict]:
-    """:func:`render_song` with ``varied=True``."""
-    from diffmst_lite.data.production import draw_stem_style, limit_track_count, produce_stem
-
-    rng = np.random.default_rng([seed, 2])
-    score = compose(seed, seconds, int(rng.integers(0, len(EXTRA_STEMS) + 1)), humanize=True)
-    fonts = installed_soundfonts() if use_soundfont else []
-    sf_path = soundfont or (fonts[int(rng.integers(len(fonts)))] if fonts else None)
-    styles = {part.name: draw_stem_style(part.name, rng) for part in score.parts}
-    limit_track_count(styles)
-    stems = {}
-    for i, part in enumerate(score.parts):
-        x = render_soundfont(part, score, sample_rate, sf_path) if sf_path else render_numpy(part, score, sample_rate, seed + i)
-        stems[part.name] = produce_stem(x, sample_rate, styles[part.name], rng)
-    meta = {"seed": int(seed), "seconds": seconds, "sample_rate": sample_rate, "synthetic": True, "varied": True,
+            **({"varied": True} if styles else {}),
             "renderer": f"soundfont:{sf_path}" if sf_path else "numpy", **describe(score),
-            "stem_styles": {name: style.as_dict() for name, style in styles.items()}}
+            **({"stem_styles": {name: style.as_dict() for name, style in styles.items()}} if styles else {})}
     return stems, meta
