@@ -10,6 +10,7 @@ before the notebooks are synced).
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import nbformat
 import pytest
@@ -70,3 +71,32 @@ def test_generated_install_cell_fits_the_page():
     assert not problems, (
         "scripts/sync_notebooks.py's install cell:\n" + "\n".join(problems)
     )
+
+
+MYST_ONLY = re.compile(r"\{[a-z][a-z:-]*\}`|^\s*(```|:::)\{[a-z-]+\}|^\([\w-]+\)=\s*$", re.M)
+
+
+def myst_only_syntax(source: str) -> list[str]:
+    """Roles (``{cite:p}`key```), directives (```` ```{note} ````) and targets
+    (``(label)=``) in ``source``: Sphinx renders them, Jupyter and Colab show them raw."""
+    return [match.group(0).strip() for match in MYST_ONLY.finditer(source)]
+
+
+def test_myst_only_syntax_finds_roles_directives_and_targets():
+    text = "See {cite:p}`vanka2024diffmst` and {term}`RMS`.\n```{note}\nx\n```\n(sec-a)=\n"
+    assert myst_only_syntax(text) == ["{cite:p}`", "{term}`", "```{note}", "(sec-a)="]
+    assert myst_only_syntax("([Vanka et al., 2024](https://arxiv.org)) and *RMS*, `f(x)`") == []
+
+
+@pytest.mark.parametrize("path", notebook_params())
+def test_markdown_reads_the_same_in_jupyter_and_the_book(path):
+    """Issue 14, item 7: notebooks open in Jupyter and Colab too, where MyST roles
+    show raw; citations are links, glossary terms plain emphasis."""
+    nb = nbformat.read(path, as_version=4)
+    problems = [
+        f"{path.name}, cell {index}: {found}"
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "markdown"
+        for found in myst_only_syntax(cell.source)
+    ]
+    assert not problems, "MyST-only syntax in notebook markdown:\n" + "\n".join(problems)
