@@ -25,7 +25,7 @@ TORCH  := 2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help book test install system-deps python-deps clean data results
+.PHONY: help book test install system-deps python-deps clean data results widgets-frontend
 
 DATA := data
 
@@ -33,6 +33,7 @@ help:
 	@echo "make book   install everything, then build the book into _build/html (executes every notebook)"
 	@echo "make test   make book, then run the test suite"
 	@echo "make clean  remove _build (keeps .venv)"
+	@echo "make widgets-frontend  move a widget's slider in JupyterLab (headless Chromium); part of make test"
 	@echo "make data   build the synthetic and real songs of the full-size experiments under data/"
 	@echo "make results  evaluate the shipped checkpoint at full size -> assets/results"
 
@@ -41,6 +42,11 @@ book: install
 
 test: book
 	$(PY) -m pytest
+
+# The mixer widget in JupyterLab, its pan slider moved in headless Chromium (about a
+# minute; tests/test_widgets_frontend.py runs the same script in make test).
+widgets-frontend: install
+	$(PY) scripts/check_widgets_frontend.py
 
 install: system-deps python-deps
 

@@ -3,6 +3,7 @@
 #   ffmpeg, sox            audio tools (musdb needs ffmpeg/ffprobe even for wav trees)
 #   timgm6mb-soundfont     General MIDI SoundFont that renders the synthetic songs
 #   chromium, fonts-*      headless browser for tests/test_book_pages.py
+#   chromium-driver        WebDriver for it (Selenium): tests/test_widgets_frontend.py
 # With --real-music, also what `make data` needs to build real multitracks (LMMS demo
 # projects, MIDI files and mastered game soundtracks from Debian packages; large, and
 # never needed by the book or the tests; list in diffmst_lite/data/realsongs.py).
@@ -11,7 +12,7 @@
 # then say what they could not find.
 set -euo pipefail
 
-packages=(ffmpeg sox timgm6mb-soundfont chromium fonts-liberation fonts-dejavu-core)
+packages=(ffmpeg sox timgm6mb-soundfont chromium chromium-driver fonts-liberation fonts-dejavu-core)
 if [ "${1:-}" = "--real-music" ]; then
     packages+=(lmms faketime fluid-soundfont-gm musescore-general-soundfont-lossless
                openttd-openmsx simutrans-data planetblupi-music-midi warzone2100-music asc-music)
