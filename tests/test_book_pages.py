@@ -205,3 +205,54 @@ def test_notebook_page_shows_figure_and_audio(server: str, name: str):
             srcs = [audio.get("src")] + [s.get("src") for s in audio.find_all("source")]
             assert any(srcs), f"{name}: an <audio> element has no source"
 
+
+
+# ------------------------------------------------------------------- code fits the page
+CODE_BLOCKS = "article div.cell_input pre"  # code cells (outputs may be wider: printed tables)
+WINDOW_WIDTHS = (1200, 1300, 1400, 1920)  # with the left sidebar shown, the narrowest column
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium driven by Selenium (Debian's chromium-driver), to measure layout."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path = "/usr/bin/chromedriver"
+    if not Path(driver_path).exists():
+        pytest.fail(f"{driver_path} not found: run `make book` (it installs Debian's chromium-driver).")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}", "--no-first-run",
+                "--disable-background-networking", "--disable-extensions", "--hide-scrollbars"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def overflowing_code(driver, url: str, width: int) -> list[str]:
+    """Code blocks on ``url`` wider than their box at a window ``width`` px wide:
+    the first characters of each, with how many pixels scroll sideways."""
+    driver.set_window_size(width, 1000)
+    driver.get(url)
+    found = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])]"
+        ".filter(p => p.scrollWidth > p.clientWidth + 1)"
+        ".map(p => [p.scrollWidth - p.clientWidth, p.textContent.trim().slice(0, 60)]);",
+        CODE_BLOCKS,
+    )
+    return [f"{pixels} px: {text!r}" for pixels, text in found]
+
+
+@pytest.mark.parametrize("name", toc_notebooks() or [pytest.param(None, marks=pytest.mark.skip(reason="no notebooks"))])
+def test_code_cells_fit_the_page_without_sideways_scrolling(server: str, browser, name: str):
+    """Issue 14: code lines are at most 88 characters (tests/test_notebook_lines.py) and
+    the page's code column shows 88 characters at every common window width."""
+    url = urljoin(server, f"{name}.html")
+    problems = {width: overflowing_code(browser, url, width) for width in WINDOW_WIDTHS}
+    problems = {width: blocks for width, blocks in problems.items() if blocks}
+    assert not problems, f"{name}: code scrolls sideways at window widths (px) {problems}"
