@@ -42,9 +42,9 @@ class AudioFeatureLoss(nn.Module):
     (``mst/loss.py``): the paper's weight 0.1 was chosen for it. With RMS in dB
     (``rms_db=True``) the same weight makes the RMS term large: after loudness
     normalisation, per-channel RMS in dB mostly measures left/right balance and
-    dominates the loss: in chapter 7 a mix panned 0.5 further left has an RMS MSE of
-    23 dB² (78 % of its AF loss) against linear 0.0024 (0.04 %), and even a master EQ
-    change is 73 % RMS in dB.
+    dominates the loss: in chapter 7 a mix panned further left has an RMS MSE of about
+    20 dB² (three quarters of its AF loss) against a linear one of a few 1e-3 (under
+    0.1 %), and even a master EQ change is about two thirds RMS in dB.
 
     Args:
         sample_rate: Hz, for the Bark spectrum.
