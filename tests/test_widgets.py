@@ -181,12 +181,162 @@ def test_diagrams_exist_and_urls_follow_the_install(monkeypatch):
 
 
 def test_level_widgets_play_level_true_and_the_eq_plays_before_and_after(tracks):
-    """Makeup gain is heard (level-true player: +6 dB makeup plays 6 dB louder); the EQ
-    widget's players are labelled and loudness-matched."""
+    """Makeup gain is heard (level-true player: +6 dB makeup plays 6 dB louder than
+    before, the input stays put); the EQ widget's players are labelled and
+    loudness-matched."""
     comp = CompressorWidget(0.1 * tracks[:2], SR, settings={"compressor.makeup_db": 0.0})
     quiet = comp.player().lufs
     comp.controls["compressor.makeup_db"].value = 6.0
-    assert comp.player().lufs - quiet == pytest.approx(6.0, abs=0.05)
+    loud = comp.player().lufs
+    assert loud["after (compressed)"] - quiet["after (compressed)"] == pytest.approx(6.0, abs=0.05)
+    assert loud["before (uncompressed)"] == pytest.approx(quiet["before (uncompressed)"], abs=1e-6)
     eq = EQWidget(tracks[0], SR)
     row = eq.player()
     assert "before (no EQ)" in row.data and "after (EQ)" in row.data and "loudness-matched" in row.mode
+
+
+# ------------------------------------------------------------ layout and galleries
+
+
+def _boxes(widget):
+    """``widget`` and every box inside it, depth first."""
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _boxes(child)
+
+
+def _px(size: str) -> int:
+    assert size.endswith("px"), size
+    return int(size[:-2])
+
+
+def _widgets(tracks):
+    return [MixerWidget(tracks, NAMES, SR), EQWidget(tracks[0], SR), CompressorWidget(tracks[:2], SR),
+            ConsoleWidget(tracks, NAMES, SR)]
+
+
+def test_sliders_are_wide_readable_and_rows_wrap(tracks):
+    """Every slider keeps a track of >= 150 px (width - description - the ~72 px readout
+    of ipywidgets 8) and does not shrink; its description fits its width (measured in
+    DejaVu Sans at 13 px, wider than the usual UI fonts) and its tooltip is the full
+    parameter name; rows wrap instead of squeezing or scrolling."""
+    import os
+
+    import ipywidgets as W
+    from PIL import ImageFont
+
+    font = ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts/ttf/DejaVuSans.ttf"), 13)
+
+    widgets = _widgets(tracks)
+    for widget in widgets:
+        sliders = [c for c in widget.controls.values() if isinstance(c, (W.FloatSlider, W.FloatLogSlider))]
+        assert len(sliders) >= 6
+        for control in sliders:
+            width, label = _px(control.layout.width), _px(control.style.description_width)
+            assert width - label - 72 >= 150 and control.layout.flex == "0 0 auto", control.description
+            assert font.getlength(control.description) <= label, control.description
+            assert control.tooltip.split(".")[-1] in {n.split(".")[-1] for n in widget.controls}, control.tooltip
+        for control in widget.controls.values():
+            if control.description and not isinstance(control, (W.FloatSlider, W.FloatLogSlider)):
+                assert font.getlength(control.description) <= _px(control.style.description_width)
+        rows = [box for box in _boxes(widget.ui) if isinstance(box, W.HBox)]
+        assert rows and all(box.layout.flex_flow == "row wrap" for box in rows)
+    mixer, eq, comp, _ = widgets
+    assert mixer.controls["bass.pan"].description == "pan (L..R)"
+    assert mixer.controls["bass.gain_db"].description == "gain (dB)"
+    assert comp.controls["compressor.ratio"].description == "ratio (n:1)"
+    assert eq.controls["eq.low_shelf.freq_hz"].description == "freq (Hz)"
+    assert eq.controls["eq.low_shelf.freq_hz"].tooltip == "eq.low_shelf.freq_hz"
+
+
+def test_every_player_is_labelled(tracks):
+    """Each widget's players (what plays under its figure) carry a label per clip, and
+    the row says how the levels were set."""
+    expected = {MixerWidget: ["mix (current settings)"], EQWidget: ["before (no EQ)", "after (EQ)"],
+                CompressorWidget: ["before (uncompressed)", "after (compressed)"],
+                ConsoleWidget: ["mix (current settings)"]}
+    for widget in _widgets(tracks):
+        row = widget.player()
+        assert list(row.lufs) == expected[type(widget)]
+        assert row.data.count("<audio") == len(row.lufs)
+        assert all(f"<b>{label}</b>" in row.data for label in row.lufs)
+        assert ("true relative levels" if widget.level == "true" else "loudness-matched") in row.mode
+
+
+def _played_lufs(row) -> list[float]:
+    """Loudness (LUFS) of the WAV clips embedded in an HTML row, decoded, as heard."""
+    import base64
+    import io
+    import re
+
+    import soundfile as sf
+
+    from diffmst_lite.dsp.loudness import integrated_loudness
+
+    out = []
+    for b64 in re.findall(r"data:audio/wav;base64,([A-Za-z0-9+/=]+)", row.data):
+        audio, rate = sf.read(io.BytesIO(base64.b64decode(b64)), dtype="float64")
+        audio = audio.T if audio.ndim == 2 else np.stack([audio, audio])
+        out.append(integrated_loudness(audio, rate))
+    return out
+
+
+def test_eq_gallery_is_loudness_matched_and_restores_the_settings(tracks):
+    eq = EQWidget(tracks[0], SR, settings={"eq.band1.gain_db": 4.0})
+    flat = {f"eq.{band}.gain_db": 0.0 for band in params.BAND_NAMES}
+    presets = {"flat": flat, "bass boost": {**flat, "eq.low_shelf.freq_hz": 100.0, "eq.low_shelf.gain_db": 6.0},
+               "as set": {}}
+    before = eq.render()
+    gallery = eq.gallery(presets, caption="EQ presets")
+    assert list(gallery.lufs) == list(presets)
+    assert gallery.data.count("data:image/png;base64,") == len(presets) == gallery.data.count("<audio")
+    assert "EQ presets" in gallery.data and "loudness-matched at -23 LUFS" in gallery.mode
+    played = _played_lufs(gallery)
+    assert len(played) == 3 and all(abs(v + 23.0) < 0.5 for v in played), played
+    np.testing.assert_array_equal(eq.render(), before)  # the widget's own settings are back
+    assert eq.controls["eq.band1.gain_db"].value == 4.0 and eq.values["eq.low_shelf.gain_db"] == 0.0
+
+
+def test_level_galleries_keep_true_relative_levels(tracks):
+    """Mixer: a +6 dB fader preset plays louder by what the render measures; the
+    console: a preset can pick a strip ("select") and set its controls, in order."""
+    from diffmst_lite.book.notebook import _lufs
+
+    mixer = MixerWidget(tracks, NAMES, SR)
+    presets = {"all at 0 dB": {}, "kick +6 dB": {"kick.gain_db": 6.0}, "all at -12 dB":
+               {f"{n}.gain_db": -12.0 for n in NAMES}}
+    gallery = mixer.gallery(presets)
+    assert "true relative levels" in gallery.mode
+    rendered = {}
+    for name, preset in presets.items():
+        mixer.apply(preset)
+        rendered[name] = _lufs(mixer.render(), SR)
+        mixer.apply({f"{n}.gain_db": 0.0 for n in NAMES})
+    played = dict(zip(presets, _played_lufs(gallery)))
+    assert played["all at 0 dB"] - played["all at -12 dB"] == pytest.approx(12.0, abs=0.1)
+    for name in presets:
+        assert played[name] - played["all at 0 dB"] == pytest.approx(rendered[name] - rendered["all at 0 dB"],
+                                                                      abs=0.1)
+    assert mixer.gains_db.tolist() == [0.0] * len(NAMES)
+
+    console = ConsoleWidget(tracks, NAMES, SR)
+    console.apply({"select": "master", "compressor.ratio": 3.0})
+    assert console.to_sheet()["master"]["compressor"]["ratio"] == pytest.approx(3.0)
+    console.controls["select"].value = "kick"
+    sheet = console.to_sheet()
+    gallery = console.gallery({"as set": {}, "master ratio 1:1": {"select": "master", "compressor.ratio": 1.0},
+                               "lead muted": {"lead.gain_db": -48.0}})
+    assert len(gallery.lufs) == 3 and gallery.lufs["lead muted"] < gallery.lufs["as set"]
+    assert console.to_sheet() == sheet and console.controls["select"].value == "kick"
+    with pytest.raises(KeyError, match="no control 'snare.gain_db'"):
+        console.apply({"snare.gain_db": 0.0})
+
+
+def test_mixer_figure_marks_full_scale_and_says_why_a_mix_exceeds_it(tracks):
+    loud = MixerWidget(10 * tracks, NAMES, SR)
+    texts = [t.get_text() for t in loud.figure().axes[0].texts]
+    assert any("the tracks add up beyond ±1 FS" in t for t in texts), texts
+    quiet = MixerWidget(0.1 * tracks, NAMES, SR).figure()
+    assert not quiet.axes[0].texts
+    assert "±1 FS" in [line.get_label() for line in quiet.axes[0].lines]
+    matplotlib.pyplot.close("all")

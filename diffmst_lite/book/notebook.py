@@ -7,11 +7,13 @@ players at a fair level, and widgets that only show where a kernel can run them.
   integrated loudness of -23 LUFS (``level="loudness"``), or as it is with only a
   clip guard (``level="true"``); no player clips, none is limited.
 - :func:`compare` shows an A/B(/C...) row of players, labelled, either matched in
-  loudness or at their true relative levels, and says which.
+  loudness or at their true relative levels, and says which; with ``figures``, a
+  figure beside each player (a widget's preset gallery, ``ConsoleUI.gallery``).
 - :func:`show_widget` displays an ipywidgets UI in Colab or Jupyter, but not while
   the book is being built (``DIFFMST_BOOK_BUILD=1``, set by ``make book``): a static
   page cannot run widget callbacks, and a displayed widget can stall the executor
-  (jupyter/nbclient#312). Notebooks always show the default figure and audio too.
+  (jupyter/nbclient#312). Notebooks show a gallery of the widget's presets (figure
+  and audio, computed when the notebook runs) in its place.
 - :func:`diagram` shows one of the book's block diagrams (``assets/figures``) from
   a checkout of the repository, or, after a ``pip install`` from GitHub (Colab),
   from the repository and commit the package was installed from.
@@ -19,8 +21,10 @@ players at a fair level, and widgets that only show where a kernel can run them.
 
 from __future__ import annotations
 
+import base64
 import html
 import importlib.metadata
+import io
 import json
 import math
 import os
@@ -177,9 +181,20 @@ def _lufs_text(lufs: float) -> str:
     return f"{lufs:.1f} LUFS" if math.isfinite(lufs) else "silent"
 
 
+def _figure_element(fig, width_in: float = 6.0, dpi: int = 100) -> str:
+    """A matplotlib figure as an embedded PNG ``<img>``, redrawn ``width_in`` inches wide
+    (text keeps its size in points, so it stays legible in a table cell)."""
+    w, h = fig.get_size_inches()
+    fig.set_size_inches(width_in, h * min(1.0, max(0.75, width_in / w)))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" style="width: 100%; max-width: {width_in * dpi:.0f}px"/>'
+
+
 def compare(clips: dict[str, AudioLike], sample_rate: int, level: str = "loudness",
             seconds: float | None = 6.0, target_lufs: float = TARGET_LUFS, caption: str | None = None,
-            columns: int = 3) -> Comparison:
+            columns: int = 3, figures: dict | None = None) -> Comparison:
     """A labelled row of players for an A/B(/C...) comparison of ``clips`` ({label:
     ``(samples,)`` or ``(channels, samples)`` audio at ``sample_rate`` Hz, full scale
     1.0}), each trimmed to its first ``seconds``.
@@ -191,7 +206,9 @@ def compare(clips: dict[str, AudioLike], sample_rate: int, level: str = "loudnes
     gain, only so that the loudest peak is at most -1 dBFS), for comparisons where
     level is the lesson (a fader, makeup or output gain). The row says which, and
     shows each clip's label and its loudness as played (LUFS); at most ``columns``
-    players per row.
+    players per row. ``figures`` ({label: matplotlib figure}, optional) puts a
+    figure beside a clip's label and player (embedded as PNG, redrawn 6 inches wide;
+    not closed); use ``columns=1`` then.
 
     Returns a :class:`Comparison` (an ``IPython.display.HTML``; display it, or let the
     cell return it).
@@ -209,9 +226,16 @@ def compare(clips: dict[str, AudioLike], sample_rate: int, level: str = "loudnes
         played = max([v for v in lufs.values() if math.isfinite(v)], default=target_lufs)
         mode = (f"loudness-matched at {target_lufs:g} LUFS" if played > target_lufs - 0.05
                 else f"loudness-matched at {played:.1f} LUFS (not {target_lufs:g}: all {lowered})")
-    cells = [f'<td style="text-align: left; vertical-align: top"><b>{html.escape(label)}</b>'
-             f"{_element(_player(x, sample_rate))}<small>{_lufs_text(lufs[label])}</small></td>"
-             for label, x in zip(labels, data)]
+    figures = figures or {}
+    cells = []
+    for label, x in zip(labels, data):
+        cell = (f"<b>{html.escape(label)}</b>{_element(_player(x, sample_rate))}"
+                f"<small>{_lufs_text(lufs[label])}</small>")
+        if label in figures:  # label and player beside the figure (below it on a narrow page)
+            cell = (f'<div style="display: flex; flex-wrap: wrap; align-items: center; gap: 0.5em">'
+                    f'<div style="flex: 1 1 14em">{cell}</div>'
+                    f'<div style="flex: 2 1 24em">{_figure_element(figures[label])}</div></div>')
+        cells.append(f'<td style="text-align: left; vertical-align: top">{cell}</td>')
     rows = "".join(f"<tr>{''.join(cells[i : i + columns])}</tr>" for i in range(0, len(cells), columns))
     title = f"<b>{html.escape(caption)}</b> · " if caption else ""
     row = Comparison(f'<table style="width: 100%; table-layout: fixed">'
@@ -226,8 +250,9 @@ def show_widget(widget) -> None:
     from IPython.display import Markdown, display
 
     if building_book():
-        display(Markdown("*Interactive widget: run this notebook in Colab or locally to use it. "
-                         "The figure and audio above show its default settings.*"))
+        display(Markdown("*Interactive widget: run this notebook in Colab or Jupyter to move "
+                         "its controls. On this page, the figures and players above show it "
+                         "at fixed settings.*"))
     else:
         display(widget)
 

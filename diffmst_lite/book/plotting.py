@@ -13,7 +13,7 @@ Audio arguments are numpy arrays or torch tensors, ``(samples,)`` or
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -144,15 +144,30 @@ def waveform_figure(signals: dict[str, Any], sample_rate: float, title: str = "W
 
 
 def spectrogram_figure(audio: Any, sample_rate: float, title: str = "Spectrogram", n_fft: int = 2048,
-                       ax: Axes | None = None) -> Figure:
-    """Magnitude spectrogram (dB re full scale) of the channel mean: frequency (Hz) vs time (s)."""
+                       ax: Axes | None = None, top_db: float = 80.0) -> Figure:
+    """Magnitude spectrogram of the channel mean, drawn by ``librosa.display.specshow``.
+
+    STFT with a Hann window of ``n_fft`` samples and a hop of ``n_fft // 4``
+    (``librosa.stft``, centred frames). Axes: time (s) and frequency (Hz) on a log
+    scale (linear below 65 Hz, librosa's ``y_axis="log"``); colour: level in dB re
+    full scale, where 0 dB is the peak bin of a full-scale sine (``|X| = n_fft / 4``
+    for a Hann window), down to ``top_db`` below the loudest bin.
+
+    Args:
+        audio: ``(samples,)`` or ``(channels, samples)``, full scale 1.0.
+        sample_rate: Hz.
+    """
+    import librosa  # imported here: librosa starts numba, which a plain import of this module should not
+    import librosa.display
+
     fig, ax = _axis(ax)
-    x = torch.as_tensor(np.atleast_2d(_np(audio)).mean(0))
-    spec = torch.stft(x, n_fft, n_fft // 4, window=torch.hann_window(n_fft, dtype=x.dtype), return_complex=True)
-    db = 20 * np.log10(spec.abs().numpy() / (n_fft / 4) + 1e-6)
-    extent = (0, x.shape[-1] / sample_rate, 0, sample_rate / 2)
-    image = ax.imshow(db, origin="lower", aspect="auto", extent=extent, vmin=db.max() - 80, vmax=db.max(), cmap="magma")
-    fig.colorbar(image, ax=ax, label="level (dB)")
+    x = np.atleast_2d(_np(audio)).mean(0)
+    hop = n_fft // 4
+    magnitude = np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop, window="hann"))
+    db = librosa.amplitude_to_db(magnitude, ref=n_fft / 4, amin=1e-5, top_db=top_db)
+    image = librosa.display.specshow(db, sr=sample_rate, hop_length=hop, n_fft=n_fft, x_axis="s", y_axis="log",
+                                     ax=ax, cmap="magma")
+    fig.colorbar(image, ax=ax, format="%+.0f", label="level (dB re full scale)")
     ax.set(xlabel="time (s)", ylabel="frequency (Hz)", title=title)
     return fig
 
@@ -241,18 +256,43 @@ def gain_reduction_figure(data: dict[str, np.ndarray], threshold_db: float | Non
 
 def mixer_figure(mix: Any, sample_rate: float, names: list[str], gains_db: Any, pans: Any,
                  title: str = "Mix") -> Figure:
-    """The stereo mix over time (s) and the tracks' positions: pan (L..R) vs fader gain (dB)."""
-    fig, (wave, stage) = plt.subplots(1, 2, figsize=(9, 3.2), width_ratios=(2, 1), layout="constrained")
+    """The stereo mix over time (s) and the tracks' positions: pan (L..R) vs fader gain (dB).
+
+    Full scale (±1) is marked; a mix of several tracks can exceed it (the tracks add
+    up before any master gain), and then a note on the plot says so.
+    """
+    fig, (wave, stage) = plt.subplots(1, 2, figsize=(9, 3.2), width_ratios=(1.7, 1), layout="constrained")
     data = np.atleast_2d(_np(mix))
     t = np.arange(data.shape[-1]) / sample_rate
     for channel, label in zip(data, ("L", "R")):
         wave.plot(t, channel, lw=0.5, alpha=0.8, label=label)
+    wave.axhline(1.0, color="k", ls=":", lw=0.8, label="±1 FS")
+    wave.axhline(-1.0, color="k", ls=":", lw=0.8)
     wave.set(xlabel="time (s)", ylabel="amplitude (FS)", title=title)
+    peak = float(np.abs(data).max()) if data.size else 0.0
+    if peak > 1.0:
+        wave.text(0.01, 0.02, f"peak {peak:.1f} FS: the tracks add up beyond ±1 FS;\n"
+                  "the player lowers the mix so that it does not clip",
+                  transform=wave.transAxes, fontsize=7, va="bottom",
+                  bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     wave.legend(loc="upper right", fontsize=7)
     gains_db, pans = np.asarray(gains_db, float), np.asarray(pans, float)
     stage.scatter(pans, gains_db, color="tab:blue")
+    spots: list[tuple[float, float, list[str]]] = []  # a track within 0.15 (pan) and 2 dB of a spot joins its label
     for name, x, y in zip(names, pans, gains_db):
-        stage.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        spot = next((s for s in spots if abs(s[0] - x) <= 0.15 and abs(s[1] - y) <= 2.0), None)
+        if spot:
+            spot[2].append(name)
+        else:
+            spots.append((float(x), float(y), [name]))
+    for x, y, here in spots:
+        # a stereo pair at one spot: "bass_L", "bass_R" -> "bass_L/R"; two names per line
+        here = [n + "/R" if n.endswith("_L") and n[:-1] + "R" in here else n
+                for n in here if not (n.endswith("_R") and n[:-1] + "L" in here)]
+        lines = [", ".join(here[i : i + 2]) for i in range(0, len(here), 2)]
+        right = x > 0.3  # labels point inwards, centred on their dot
+        stage.annotate("\n".join(lines), (x, y), fontsize=6, xytext=(-5 if right else 5, 0),
+                       textcoords="offset points", ha="right" if right else "left", va="center")
     stage.set(xlim=(-1.15, 1.15), ylim=(min(-24, gains_db.min() - 3), max(12, gains_db.max() + 3)),
               xlabel="pan (−1 = L, +1 = R)", ylabel="fader (dB)", title="Tracks")
     stage.grid(alpha=0.3)
@@ -279,4 +319,32 @@ def settings_table_figure(sheet: dict[str, Any], title: str = "Mixing sheet") ->
     table.set_fontsize(8)
     table.auto_set_column_width(list(range(len(header))))
     ax.set_title(f"{title} ({sheet['sample_rate']} Hz; master gain: in / out)", fontsize=10)
+    return fig
+
+
+def training_curves_figure(runs: dict[str, Sequence[dict]], key: str = "loss", window: int = 10,
+                           ax: Axes | None = None, ylabel: str = "loss (dimensionless)",
+                           title: str = "Training curves", log_scale: bool = False) -> Figure:
+    """Training curves: ``key`` per logged step, one colour per run (or training phase).
+
+    ``runs`` maps a label to log rows (``train``'s ``history`` or the rows of a
+    ``log.csv``; numbers or their strings) with ``step`` and ``key``. Single batches
+    hold different songs and settings, so the values jump: each run is drawn thin
+    and its running mean over ``min(window, rows // 3)`` logged rows thick.
+    Axes: optimiser step; ``key`` (``ylabel``), on a log scale if ``log_scale``.
+    """
+    fig, ax = _axis(ax, figsize=(8, 3.4))
+    for label, rows in runs.items():
+        steps = np.array([float(row["step"]) for row in rows])
+        values = np.array([float(row[key]) for row in rows])
+        line, = ax.plot(steps, values, alpha=0.35, lw=0.8, marker="." if len(rows) <= 30 else None)
+        width = max(1, min(window, len(values) // 3))
+        smooth = np.convolve(values, np.ones(width) / width, mode="valid")
+        ax.plot(steps[width - 1:], smooth, color=line.get_color(), lw=2,
+                label=f"{label} (running mean of {width})")
+    ax.set(xlabel="optimiser step", ylabel=ylabel, title=title)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     return fig

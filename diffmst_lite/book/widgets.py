@@ -7,13 +7,19 @@ Every widget is a small object with
   (:mod:`diffmst_lite.console.params`) and the mixing sheet;
 - ``render()``: the audio for the current settings (numpy, ``(channels, samples)``
   or the input's shape);
-- ``plot_data``: the numbers the figure shows, and ``figure()``: that figure.
+- ``plot_data``: the numbers the figure shows, and ``figure()``: that figure;
+- ``player()``: labelled players of ``clips()`` (e.g. before/after), loudness-matched
+  or at true relative levels (``level``), via :func:`diffmst_lite.book.notebook.compare`;
+- ``apply(settings)``: set several controls by name; ``gallery(presets)``: a figure
+  and a player per named preset, the static stand-in for the widget on the book's
+  pages (computed when the notebook runs; the widget itself needs a kernel).
 
 Setting a control's ``.value`` (in code or with the mouse) updates the widget's
 settings at once, so tests run without a browser. When the widget is displayed
 (``show_widget(w)`` from :mod:`diffmst_lite.book.notebook`) it also redraws its figure
-and audio player in an ``ipywidgets.Output`` after every change (sliders use
-``continuous_update=False``: one render per release of the mouse).
+and players in an ``ipywidgets.Output`` after every change (sliders use
+``continuous_update=False``: one render per release of the mouse). Every control row
+keeps its sliders at a fixed width (tracks >= 150 px) and wraps on a narrow page.
 """
 
 from __future__ import annotations
@@ -32,24 +38,55 @@ from diffmst_lite.console.mixer import MixingConsole
 from diffmst_lite.dsp.biquads import parametric_eq
 from diffmst_lite.dsp.dynamics import compressor
 from diffmst_lite.dsp.panning import pan_gains
-from diffmst_lite.book.notebook import compare, play
+from diffmst_lite.book.notebook import Comparison, compare
 from diffmst_lite.console.sheet import params_to_sheet, sheet_to_params
 
 COMPRESSOR_NAMES = [f"compressor.{f}" for f in params.COMPRESSOR_FIELDS]
 DEFAULT_COMPRESSOR = {"compressor.threshold_db": -24.0, "compressor.ratio": 4.0, "compressor.attack_ms": 10.0,
                       "compressor.release_ms": 100.0, "compressor.knee_db": 6.0, "compressor.makeup_db": 0.0}
 
+# Layout (px). A slider's track is its width minus the description and the readout
+# (at least ~72 px in ipywidgets 8): these widths leave every track >= 150 px.
+SLIDER_WIDTH, DESCRIPTION_WIDTH = "370px", "120px"  # faders, pans, compressor, master gains
+EQ_SLIDER_WIDTH, EQ_DESCRIPTION_WIDTH = "300px", "64px"  # three per band row
+ROW_LABEL_WIDTH = "90px"  # a track's or a band's name at the start of its row
+_NAMES = {"q": "Q", "gain_in": "input gain", "gain_out": "output gain"}
 
-def slider(spec: params.ParamSpec, value: float, **layout: Any) -> W.Widget:
-    """A slider over the range of ``spec`` (logarithmic for log-mapped parameters)."""
-    label = spec.name.split(".")[-1] if spec.name.count(".") < 2 else ".".join(spec.name.split(".")[1:])
-    common = dict(description=f"{label} ({spec.unit})" if spec.unit else label, value=value, continuous_update=False,
-                  style={"description_width": "120px"}, layout=W.Layout(**(layout or {"width": "360px"})))
+
+def control_label(spec: params.ParamSpec) -> str:
+    """A slider's description: the parameter's last name without its unit suffix, and the
+    unit, e.g. ``eq.band0.freq_hz`` -> ``"freq (Hz)"``, ``compressor.attack_ms`` ->
+    ``"attack (ms)"``, ``compressor.ratio`` -> ``"ratio (n:1)"``, ``eq.band0.q`` -> ``"Q"``.
+    (The full name is the slider's tooltip.)"""
+    leaf = spec.name.rsplit(".", 1)[-1]
+    for suffix in ("_db", "_hz", "_ms"):
+        leaf = leaf.removesuffix(suffix)
+    leaf = _NAMES.get(leaf, leaf.replace("_", " "))
+    unit = f"n{spec.unit}" if spec.unit.startswith(":") else spec.unit
+    return f"{leaf} ({unit})" if unit else leaf
+
+
+def slider(spec: params.ParamSpec, value: float, width: str = SLIDER_WIDTH,
+           description_width: str = DESCRIPTION_WIDTH) -> W.Widget:
+    """A horizontal slider over the range of ``spec`` (logarithmic for log-mapped
+    parameters), described by :func:`control_label`, with the full parameter name as
+    tooltip; it keeps its ``width`` (does not shrink in a row, so no scrollbar)."""
+    common = dict(description=control_label(spec), tooltip=spec.name, value=value, continuous_update=False,
+                  style={"description_width": description_width}, layout=W.Layout(width=width, flex="0 0 auto"))
     if spec.log:
         low, high = math.log10(spec.low), math.log10(spec.high)
-        return W.FloatLogSlider(min=low, max=high, step=(high - low) / 200, base=10, readout_format=".3g", **common)
-    return W.FloatSlider(min=spec.low, max=spec.high, step=(spec.high - spec.low) / 200, readout_format=".2f",
-                         **common)
+        return W.FloatLogSlider(min=low, max=high, step=(high - low) / 200, base=10,
+                                readout_format=".0f" if spec.unit == "Hz" else ".4g", **common)
+    return W.FloatSlider(min=spec.low, max=spec.high, step=(spec.high - spec.low) / 200,
+                         readout_format=".1f" if spec.unit == "dB" else ".2f", **common)
+
+
+def row(label: str | None, children: list[W.Widget], tooltip: str | None = None) -> W.Widget:
+    """A row of controls after a fixed-width name; it wraps (rather than squeezing its
+    controls or scrolling) where the page is narrower than the row."""
+    name = [W.Label(label, tooltip=tooltip or label, layout=W.Layout(width=ROW_LABEL_WIDTH, flex="0 0 auto"))]
+    return W.HBox((name if label is not None else []) + children,
+                  layout=W.Layout(flex_flow="row wrap", align_items="center"))
 
 
 def _mono_or_stereo(audio: Any) -> torch.Tensor:
@@ -60,11 +97,13 @@ def _mono_or_stereo(audio: Any) -> torch.Tensor:
 
 
 class ConsoleUI:
-    """Shared machinery: controls with observers, a lazily drawn output area.
+    """Shared machinery: controls with observers, a lazily drawn output area, presets.
 
-    The player under the figure plays at :attr:`level`: ``"loudness"`` (-23 LUFS,
-    so a setting is heard for its sound) or ``"true"`` (level-true with a clip guard,
-    for widgets whose controls are levels: faders, makeup and output gains).
+    The players under the figure (:meth:`clips`, labelled) play at :attr:`level`:
+    ``"loudness"`` (matched at -23 LUFS, so a setting is heard for its sound) or
+    ``"true"`` (true relative levels with a clip guard, for widgets whose controls are
+    levels: faders, makeup and output gains). :meth:`gallery` renders named presets
+    (figure and player each) for pages that cannot run the widget.
     """
 
     level = "loudness"
@@ -82,15 +121,22 @@ class ConsoleUI:
         self.controls[key] = control
         return control
 
-    def _fader_and_pan(self, name: str, specs: list[params.ParamSpec], height: str, knob_width: str) -> W.Widget:
-        """A track's vertical fader and pan knob (``<name>.gain_db``, ``<name>.pan``), ranges from ``specs``."""
-        fader = self._add(f"{name}.gain_db", slider(specs[params.GAIN], 0.0, width="90px", height=height))
-        fader.orientation, fader.description = "vertical", "dB"
-        pan = specs[params.PAN]
-        knob = self._add(f"{name}.pan", W.FloatSlider(
-            value=0.0, min=pan.low, max=pan.high, step=(pan.high - pan.low) / 40, description="pan",
-            continuous_update=False, layout=W.Layout(width=knob_width), style={"description_width": "30px"}))
-        return W.VBox([W.Label(name), fader, knob], layout=W.Layout(align_items="center"))
+    def _track_row(self, name: str, specs: list[params.ParamSpec]) -> W.Widget:
+        """A track's fader and pan (``<name>.gain_db``, ``<name>.pan``) in one row, ranges from ``specs``."""
+        return row(name, [self._add(f"{name}.gain_db", slider(specs[params.GAIN], 0.0)),
+                          self._add(f"{name}.pan", slider(specs[params.PAN], 0.0))])
+
+    def _eq_rows(self, specs: list[params.ParamSpec], values: dict[str, float]) -> list[W.Widget]:
+        """One row per EQ band: frequency, gain and Q sliders (``specs``: the 18 EQ specs,
+        frequencies, gains, Qs, each in band order)."""
+        return [row(band, [self._add(s.name, slider(s, values[s.name], EQ_SLIDER_WIDTH, EQ_DESCRIPTION_WIDTH))
+                           for s in specs[i::6]], tooltip=f"eq.{band}")
+                for i, band in enumerate(params.BAND_NAMES)]
+
+    def _compressor_rows(self, specs: list[params.ParamSpec], values: dict[str, float]) -> list[W.Widget]:
+        """The six compressor sliders, two per row: the static curve, then the time constants."""
+        threshold, ratio, attack, release, knee, makeup = (self._add(s.name, slider(s, values[s.name])) for s in specs)
+        return [row(None, [threshold, ratio]), row(None, [knee, makeup]), row(None, [attack, release])]
 
     def _changed(self, key: str, value: Any) -> None:
         if self._muted:
@@ -108,6 +154,30 @@ class ConsoleUI:
         finally:
             self._muted = False
 
+    def apply(self, settings: dict[str, Any]) -> None:
+        """Set controls by name ({control name: value}), in order, as a hand on the
+        sliders would (so ``{"select": "master", "compressor.ratio": 2.0}`` works in the
+        console); redraw once afterwards if the widget is shown."""
+        shown, self._shown = self._shown, False
+        try:
+            for key, value in settings.items():
+                if key not in self.controls:
+                    raise KeyError(f"no control {key!r}; controls: {', '.join(self.controls)}")
+                self.controls[key].value = value
+        finally:
+            self._shown = shown
+        if shown:
+            self.redraw()
+
+    def _state(self) -> Any:
+        """Everything :meth:`_restore` needs to put the settings back (here: the controls' values)."""
+        return {key: control.value for key, control in self.controls.items()}
+
+    def _restore(self, state: Any) -> None:
+        self._set_controls(state)
+        for key, value in state.items():
+            self._set(key, value)
+
     def _set(self, key: str, value: Any) -> None:
         raise NotImplementedError
 
@@ -122,7 +192,7 @@ class ConsoleUI:
         raise NotImplementedError
 
     def redraw(self) -> None:
-        """Draw the current figure and an audio player into the output area."""
+        """Draw the current figure and the players into the output area."""
         from IPython.display import clear_output, display
 
         with self.output:
@@ -132,9 +202,41 @@ class ConsoleUI:
             plt.close(fig)
             display(self.player())
 
-    def player(self):
-        """What plays under the figure: the rendered audio, at :attr:`level`."""
-        return play(self.render(), self.sample_rate, level=self.level)
+    def clips(self) -> dict[str, np.ndarray]:
+        """What plays under the figure, by label: here the rendered audio."""
+        return {"mix (current settings)": self.render()}
+
+    def player(self) -> Comparison:
+        """The labelled players of :meth:`clips`, at :attr:`level` (:func:`compare`)."""
+        return compare(self.clips(), self.sample_rate, level=self.level)
+
+    def gallery(self, presets: dict[str, dict[str, Any]], caption: str = "Presets", columns: int = 1,
+                seconds: float | None = 6.0) -> Comparison:
+        """A static stand-in for the widget: for each named preset, its figure and a player.
+
+        Each preset ({control name: value}, ``{}`` for the current settings) is applied
+        with :meth:`apply` on top of the widget's current settings, which are restored
+        afterwards. The players play at :attr:`level` across the presets: loudness-matched
+        (-23 LUFS), or at their true relative levels where the controls are levels; the
+        caption says which. Renders once per preset (cheap enough for the book build).
+
+        Returns the :func:`compare` table (labels, figures, players; ``.lufs`` per preset).
+        """
+        state, shown, self._shown = self._state(), self._shown, False
+        clips, figures = {}, {}
+        try:
+            for name, preset in presets.items():
+                self._restore(state)
+                self.apply(preset)
+                clips[name], figures[name] = self.render(), self.figure()
+        finally:
+            self._restore(state)
+            self._shown = shown
+        table = compare(clips, self.sample_rate, level=self.level, seconds=seconds, caption=caption,
+                        columns=columns, figures=figures)
+        for fig in figures.values():
+            plt.close(fig)
+        return table
 
     def _repr_mimebundle_(self, **kwargs):
         if not self._shown:  # draw on first display only: building the widget costs no render
@@ -162,8 +264,7 @@ class MixerWidget(ConsoleUI):
         self.gains_db = np.zeros(len(names))
         self.pans = np.zeros(len(names))
         specs = params.track_param_specs(sample_rate)
-        strips = [self._fader_and_pan(name, specs, height="180px", knob_width="150px") for name in self.names]
-        self.ui = W.VBox([W.HBox(strips), self.output])
+        self.ui = W.VBox([self._track_row(name, specs) for name in self.names] + [self.output])
 
     def _set(self, key: str, value: float) -> None:
         name, field = key.rsplit(".", 1)
@@ -198,9 +299,7 @@ class EQWidget(ConsoleUI):
         self.audio = _mono_or_stereo(audio)
         specs = params.track_param_specs(sample_rate)[params.EQ_FREQ.start : params.EQ_Q.stop]
         self.values = {**params.neutral_physical(specs), **(settings or {})}
-        rows = [W.HBox([self._add(s.name, slider(s, self.values[s.name], width="300px"))
-                        for s in specs[band::6]]) for band in range(6)]
-        self.ui = W.VBox(rows + [self.output])
+        self.ui = W.VBox(self._eq_rows(specs, self.values) + [self.output])
 
     def _set(self, key: str, value: float) -> None:
         self.values[key] = float(value)
@@ -220,11 +319,16 @@ class EQWidget(ConsoleUI):
         return plotting.eq_curves_data(*self._bands(), self.sample_rate)
 
     def figure(self):
-        return plotting.eq_response_figure(self.plot_data, self.sample_rate, show_ranges=True)
+        data = self.plot_data
+        fig = plotting.eq_response_figure(data, self.sample_rate, show_ranges=True)
+        top = max(15.0, float(np.abs(data["total_db"]).max()) + 3)  # deep cuts stay on the plot
+        fig.axes[0].set_ylim(-top, top)
+        fig.axes[0].legend(fontsize=7, ncol=4, loc="best")  # where it hides no curve
+        return fig
 
-    def player(self):
-        """The original and the equalised audio side by side, loudness-matched."""
-        return compare({"before (no EQ)": self.audio.numpy(), "after (EQ)": self.render()}, self.sample_rate)
+    def clips(self) -> dict[str, np.ndarray]:
+        """The original and the equalised audio (played loudness-matched)."""
+        return {"before (no EQ)": self.audio.numpy(), "after (EQ)": self.render()}
 
 
 class CompressorWidget(ConsoleUI):
@@ -243,8 +347,7 @@ class CompressorWidget(ConsoleUI):
         self.audio = _mono_or_stereo(audio)
         self.values = {**DEFAULT_COMPRESSOR, **(settings or {})}
         specs = params.track_param_specs(sample_rate)[params.COMPRESSOR]
-        sliders = [self._add(s.name, slider(s, self.values[s.name])) for s in specs]
-        self.ui = W.VBox([W.HBox([W.VBox(sliders[:3]), W.VBox(sliders[3:])]), self.output])
+        self.ui = W.VBox(self._compressor_rows(specs, self.values) + [self.output])
 
     def _set(self, key: str, value: float) -> None:
         self.values[key] = float(value)
@@ -273,6 +376,10 @@ class CompressorWidget(ConsoleUI):
         plotting.gain_reduction_figure(data, threshold, ax=right)
         return fig
 
+    def clips(self) -> dict[str, np.ndarray]:
+        """The input and the compressed audio (played at their true relative levels)."""
+        return {"before (uncompressed)": self.audio.numpy(), "after (compressed)": self.render()}
+
 
 class ConsoleWidget(ConsoleUI):
     """The whole console over a multitrack: channel strips, a track selector, the master bus.
@@ -299,16 +406,17 @@ class ConsoleWidget(ConsoleUI):
         self.track_values = params.to_physical(params.neutral_params(specs).double(), specs).repeat(len(names), 1)
         self.master_values = params.to_physical(params.neutral_params(mspecs).double(), mspecs)
         self._cache: dict[int, tuple[bytes, torch.Tensor]] = {}
-        strips = [self._fader_and_pan(name, specs, height="160px", knob_width="140px") for name in self.names]
-        master = [self._add(f"master.{s.name}", slider(s, 0.0)) for s in (mspecs[params.GAIN], mspecs[params.GAIN_OUT])]
+        strips = [self._track_row(name, specs) for name in self.names]
+        master = row("master bus", [self._add(f"master.{s.name}", slider(s, 0.0))
+                                    for s in (mspecs[params.GAIN], mspecs[params.GAIN_OUT])])
         select = self._add("select", W.Dropdown(options=self.names + ["master"], value=self.names[0],
-                                                description="EQ/comp of"))
+                                                description="EQ and compressor of", style={"description_width": "160px"},
+                                                layout=W.Layout(width="340px")))
         detail = specs[params.EQ_FREQ.start : params.COMPRESSOR.stop]
         self._detail_index = {s.name: params.EQ_FREQ.start + i for i, s in enumerate(detail)}
-        eq_rows = [W.HBox([self._add(s.name, slider(s, 0.0, width="300px")) for s in detail[b:18:6]]) for b in range(6)]
-        comp = [self._add(s.name, slider(s, 0.0, width="300px")) for s in detail[18:]]
-        self.ui = W.VBox([W.HBox(strips), W.HBox([W.Label("master bus:")] + master), select,
-                          W.VBox(eq_rows), W.HBox([W.VBox(comp[:3]), W.VBox(comp[3:])]), self.output])
+        shown = {s.name: float(self.track_values[0, i]) for s, i in zip(detail, self._detail_index.values())}
+        self.ui = W.VBox(strips + [master, select] + self._eq_rows(detail[:18], shown)
+                         + self._compressor_rows(detail[18:], shown) + [self.output])
         if sheet is not None:
             self.load_sheet(sheet)
         else:
@@ -340,17 +448,30 @@ class ConsoleWidget(ConsoleUI):
         values = self._strip(self.controls["select"].value)
         self._set_controls({key: float(values[i]) for key, i in self._detail_index.items()})
 
-    def load_sheet(self, sheet: dict[str, Any]) -> None:
-        """Set every control from a mixing sheet (validated; same track count and sample rate)."""
-        parsed = sheet_to_params(sheet, num_tracks=len(self.names), sample_rate=self.sample_rate)
-        self.track_values = params.to_physical(parsed["track_params"].double(), self.console.track_specs)
-        self.master_values = params.to_physical(parsed["master_params"].double(), self.console.master_specs)
+    def _show_all(self) -> None:
+        """Put the settings on every slider: faders, pans, master gains, the selected strip."""
         shown = {f"{n}.gain_db": float(v[params.GAIN]) for n, v in zip(self.names, self.track_values)}
         shown |= {f"{n}.pan": float(v[params.PAN]) for n, v in zip(self.names, self.track_values)}
         shown |= {"master.gain_in_db": float(self.master_values[params.GAIN]),
                   "master.gain_out_db": float(self.master_values[params.GAIN_OUT])}
         self._set_controls(shown)
         self._show_selected()
+
+    def _state(self) -> tuple[torch.Tensor, torch.Tensor, str]:
+        return self.track_values.clone(), self.master_values.clone(), self.controls["select"].value
+
+    def _restore(self, state: tuple[torch.Tensor, torch.Tensor, str]) -> None:
+        tracks, master, selected = state
+        self.track_values, self.master_values = tracks.clone(), master.clone()
+        self._set_controls({"select": selected})
+        self._show_all()
+
+    def load_sheet(self, sheet: dict[str, Any]) -> None:
+        """Set every control from a mixing sheet (validated; same track count and sample rate)."""
+        parsed = sheet_to_params(sheet, num_tracks=len(self.names), sample_rate=self.sample_rate)
+        self.track_values = params.to_physical(parsed["track_params"].double(), self.console.track_specs)
+        self.master_values = params.to_physical(parsed["master_params"].double(), self.console.master_specs)
+        self._show_all()
         if self._shown:
             self.redraw()
 
