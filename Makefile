@@ -80,8 +80,10 @@ data: install
 	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/realmidi --sources midi --sample-rate 22050 --seconds 60
 	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/refs --sources "" --references-out $(DATA)/refs
 
-# TRAINING_LOGS="p1=runs/p1/log.csv,p2=..." also stores the checkpoint's training curves.
+# TRAINING_LOGS="p1=runs/p1/log.csv,p2=..." also stores the checkpoint's training curves;
+# RESULTS_SETTINGS=clips runs only some steps (here the listening examples, about 10 CPU-minutes).
 results: data
 	$(PY) scripts/results.py --synthetic $(DATA)/synth --real $(DATA)/real,$(DATA)/realmidi \
 	    --references $(DATA)/refs --out assets/results --jobs 2 \
-	    $(if $(TRAINING_LOGS),--training-logs $(TRAINING_LOGS))
+	    $(if $(TRAINING_LOGS),--training-logs $(TRAINING_LOGS)) \
+	    $(if $(RESULTS_SETTINGS),--settings $(RESULTS_SETTINGS))

@@ -1,5 +1,6 @@
 """The stored full-size results (assets/results, `make results`) belong to the shipped
-checkpoint, every stored file is read by a page, and their tables are what the page shows."""
+checkpoint, every stored file is read by a page, and their tables are what the page shows;
+the listening examples are short, loudness-matched, attributed development songs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from diffmst_lite.book.results import RESULTS_DIR, SETTING_TITLES, checkpoint_sha256, results_markdown, stored_results
+from diffmst_lite.book.results import (RESULTS_DIR, SETTING_TITLES, checkpoint_sha256, clips_attribution,
+                                       provenance_line, results_markdown, stored_clips, stored_results)
+from diffmst_lite.data.realsongs import is_held_out
+from diffmst_lite.dsp.loudness import integrated_loudness
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +35,8 @@ def test_every_stored_file_is_read_by_a_page():
     for name in ("data_sources.csv", "training_log.csv"):  # read with stored_table by a page
         if any(f'stored_table(\\"{name}\\")' in text for text in pages.values()):
             read.add(name)
+    if any("stored_clips()" in text for text in pages.values()):  # the listening examples
+        read |= {"clips.json"} | {c["file"] for c in json.loads((RESULTS_DIR / "clips.json").read_text())["clips"]}
     assert {p.name for p in RESULTS_DIR.iterdir()} == read
     assert set(results) <= set(SETTING_TITLES)
 
@@ -41,3 +47,38 @@ def test_tables_agree_with_their_pairs():
             mean = sum(p[system] for p in result.pairs) / len(result.pairs)
             assert mean == pytest.approx(row["af"], rel=1e-4, abs=2e-6), (result.setting, system)
         assert f"({len(result.pairs)} songs, each one" in results_markdown(result)
+
+
+def test_clips_belong_to_the_shipped_checkpoint():
+    examples, provenance = stored_clips()
+    assert provenance["checkpoint_sha256"] == checkpoint_sha256(), "clips of another checkpoint; rerun `make results`"
+    assert provenance["command"].startswith("python scripts/results.py") and provenance["commit"]
+    assert provenance["machine"] and provenance["date"] and provenance["wall_seconds"] > 0
+    assert provenance["clips"] == sum(len(clips) for clips in examples.values())
+    assert provenance["checkpoint_sha256"][:12] in provenance_line(provenance)
+
+
+def test_clips_are_short_attributed_development_songs():
+    examples, provenance = stored_clips()
+    assert set(examples) == {"same-song", "cross-song"}
+    for example, clips in examples.items():
+        assert "reference" in list(clips)[0] and {"model", "equal-loudness"} <= set(clips), example
+        for system, clip in clips.items():
+            info, seconds = clip.info, clip.audio.shape[-1] / clip.sample_rate
+            assert clip.audio.shape[0] == 2 and seconds <= 10.0 and seconds == pytest.approx(info["seconds"], abs=0.05)
+            assert info["title"] and info["author"] and info["licence"] and info["package"], (example, system)
+            assert not is_held_out(info["package"], info["source"]), info["source"]
+            assert (info["af"] is None) == (clip is list(clips.values())[0]) and (info["af"] is None or info["af"] > 0)
+            assert f"*{info['title']}* by {info['author']}" in clips_attribution(clips)
+
+
+def test_clips_are_stored_loudness_matched():
+    """Each example's clips are stored at one loudness (-23 LUFS, or lowered together), and
+    their recorded loudness as rendered is undone by the recorded gain."""
+    for example, clips in stored_clips()[0].items():
+        levels = [integrated_loudness(c.audio, c.sample_rate) for c in clips.values()]
+        assert max(levels) - min(levels) < 0.5, (example, levels)  # Vorbis moves loudness by < 0.5 LU
+        assert max(levels) < -22.5
+        for clip, level in zip(clips.values(), levels):
+            assert clip.info["lufs"] + clip.info["stored_gain_db"] == pytest.approx(level, abs=0.5)
+            assert abs(clip.audio).max() <= 1.0

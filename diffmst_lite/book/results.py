@@ -3,9 +3,10 @@
 A notebook's live run is small on a CPU (``FAST``); the full-size evaluation of the
 shipped checkpoint takes about half an hour on 2 cores, so ``make results`` runs it once and the
 chapters show its tables beside the live run, with the provenance stored next to
-them (command, commit, checkpoint SHA-256, date, machine, wall time). In a checkout
-the files are read from ``assets/results``; after a ``pip install`` from GitHub
-(Colab) they are fetched from the repository and commit the package came from.
+them (command, commit, checkpoint SHA-256, date, machine, wall time); so are its
+listening examples (short Ogg Vorbis clips of real development songs, :func:`stored_clips`).
+In a checkout the files are read from ``assets/results``; after a ``pip install`` from
+GitHub (Colab) they are fetched from the repository and commit the package came from.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import json
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "results"
 SETTING_TITLES = {
@@ -39,14 +42,18 @@ class StoredResult:
     provenance: dict
 
 
-def _read_text(name: str) -> str:
+def _read_bytes(name: str) -> bytes:
     local = RESULTS_DIR / name
     if local.is_file():
-        return local.read_text()
+        return local.read_bytes()
     from diffmst_lite.book.notebook import asset_url
 
     with urllib.request.urlopen(asset_url(f"assets/results/{name}"), timeout=30) as response:
-        return response.read().decode()
+        return response.read()
+
+
+def _read_text(name: str) -> str:
+    return _read_bytes(name).decode()
 
 
 def _rows(text: str) -> list[dict]:
@@ -72,6 +79,45 @@ def stored_table(name: str) -> list[dict]:
     return _rows(_read_text(name))
 
 
+@dataclass
+class StoredClip:
+    """One stored listening example: ``audio (channels, samples)`` float32 at ``sample_rate`` Hz
+    and its entry of ``clips.json`` (``info``: file, example, system, song, title, author,
+    package, version, licence, renderer, excerpt, seconds, lufs as rendered, stored_gain_db, and
+    af, the AF total against the example's reference clip, None for the reference)."""
+
+    audio: np.ndarray
+    sample_rate: int
+    info: dict
+
+
+def stored_clips() -> tuple[dict[str, dict[str, StoredClip]], dict]:
+    """The stored listening examples ``({example: {system: clip}}, provenance)``, in the order
+    ``scripts/results.py`` wrote them (each example's reference first)."""
+    import soundfile as sf
+
+    stored = json.loads(_read_text("clips.json"))
+    examples: dict[str, dict[str, StoredClip]] = {}
+    for info in stored["clips"]:
+        audio, rate = sf.read(io.BytesIO(_read_bytes(info["file"])), dtype="float32", always_2d=True)
+        examples.setdefault(info["example"], {})[info["system"]] = StoredClip(audio.T, rate, info)
+    return examples, stored["provenance"]
+
+
+def clips_attribution(clips: dict[str, StoredClip]) -> str:
+    """Markdown: each piece of music heard in ``clips`` (one example) with its title,
+    author, Debian package and licence, how it was rendered and which excerpt is played."""
+    lines, seen = [], set()
+    for clip in clips.values():
+        i = clip.info
+        if i["song"] not in seen:
+            seen.add(i["song"])
+            how = i["renderer"] if i["renderer"].startswith("released") else f"rendered by {i['renderer']}"
+            lines.append(f"- *{i['title']}* by {i['author']}, Debian package {i['package']} {i['version']}, "
+                         f"licence {i['licence']}; {how}. Played: the {i['excerpt']}.")
+    return "\n".join(lines)
+
+
 def checkpoint_sha256(path: str | Path | None = None) -> str:
     """SHA-256 of a checkpoint file (default: the shipped one)."""
     from diffmst_lite.mixing.inference import DEFAULT_CHECKPOINT
@@ -79,9 +125,10 @@ def checkpoint_sha256(path: str | Path | None = None) -> str:
     return hashlib.sha256(Path(path or DEFAULT_CHECKPOINT).read_bytes()).hexdigest()
 
 
-def provenance_line(result: StoredResult) -> str:
-    """One sentence: what was run, when, on what, with which checkpoint, how long."""
-    p = result.provenance
+def provenance_line(result: StoredResult | dict) -> str:
+    """One sentence: what was run, when, on what, with which checkpoint, how long
+    (``result``: a stored setting, or a provenance dict such as :func:`stored_clips`' one)."""
+    p = result if isinstance(result, dict) else result.provenance
     return (f"`{p['command']}` at commit {p['commit']}, {p['date'][:10]}, checkpoint {p['checkpoint']} "
             f"(SHA-256 {p['checkpoint_sha256'][:12]}…), {p['machine']}; {p['wall_seconds'] / 60:.0f} min")
 
