@@ -118,6 +118,27 @@ def clips_attribution(clips: dict[str, StoredClip]) -> str:
     return "\n".join(lines)
 
 
+def show_stored_clips(examples: list[str] | None = None) -> None:
+    """Display the stored listening examples (all, or those named in ``examples``): per
+    example, each system's AF total and loudness as rendered, the music's attribution
+    (:func:`clips_attribution`) and a loudness-matched row of players; then the provenance."""
+    from IPython.display import Markdown, display
+
+    from diffmst_lite.book.notebook import compare
+
+    stored, provenance = stored_clips()
+    for example, clips in stored.items():
+        if examples is not None and example not in examples:
+            continue
+        numbers = "; ".join(f"{system}: AF {clip.info['af']:.3g}, {clip.info['lufs']:.1f} LUFS as rendered"
+                            for system, clip in clips.items() if clip.info["af"] is not None)
+        display(Markdown(f"**{example}** ({numbers})\n\n" + clips_attribution(clips)))
+        display(compare({system: clip.audio for system, clip in clips.items()},
+                        next(iter(clips.values())).sample_rate, level="loudness", seconds=None,
+                        caption=f"{example}, loudness-matched", columns=4))
+    display(Markdown("*Produced by* " + provenance_line(provenance)))
+
+
 def checkpoint_sha256(path: str | Path | None = None) -> str:
     """SHA-256 of a checkpoint file (default: the shipped one)."""
     from diffmst_lite.mixing.inference import DEFAULT_CHECKPOINT
