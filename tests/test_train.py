@@ -215,3 +215,24 @@ def test_ddp_two_processes_stay_in_sync(tmp_path, song_root):
     for name in p0:  # rank 0 wrote the checkpoint of exactly these weights
         assert torch.equal(ckpt["model"][name], p0[name]), name
     assert [r["step"] for r in read_log(out / "log.csv")] == [1, 2, 3]
+
+
+def test_training_curves_figure_draws_each_run_and_its_running_mean():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from diffmst_lite.book.plotting import training_curves_figure
+
+    log_csv = [{"step": str(10 * (i + 1)), "af": str(v)} for i, v in enumerate([4.0, 2.0, 0.0, 6.0, 8.0, 1.0])]
+    history = [{"step": s, "af": 1.0} for s in (61, 62, 63)]
+    fig = training_curves_figure({"p1": log_csv, "p2": history}, key="af", window=3, log_scale=True)
+    ax = fig.axes[0]
+    raw, smooth, raw2, smooth2 = ax.lines
+    assert list(raw.get_xdata()) == [10, 20, 30, 40, 50, 60]
+    # running mean of min(3, 6 // 3) = 2 rows, drawn from the second row on
+    assert list(smooth.get_xdata()) == [20, 30, 40, 50, 60]
+    assert list(smooth.get_ydata()) == [3.0, 1.0, 3.0, 7.0, 4.5]
+    assert list(smooth2.get_ydata()) == [1.0, 1.0, 1.0]  # 3 rows: a window of 1
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "optimiser step"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["p1 (running mean of 2)",
+                                                                   "p2 (running mean of 1)"]
