@@ -256,3 +256,29 @@ def test_code_cells_fit_the_page_without_sideways_scrolling(server: str, browser
     problems = {width: overflowing_code(browser, url, width) for width in WINDOW_WIDTHS}
     problems = {width: blocks for width, blocks in problems.items() if blocks}
     assert not problems, f"{name}: code scrolls sideways at window widths (px) {problems}"
+
+
+# ------------------------------------------------------------------- fair listening
+LEVEL_MODES = ("players: loudness-matched", "players: true relative levels")
+
+
+@pytest.mark.parametrize("name", toc_notebooks() or [pytest.param(None, marks=pytest.mark.skip(reason="no notebooks"))])
+def test_every_comparison_says_how_its_levels_were_set(built: Path, name: str):
+    """Issue 14, item 2: where a cell plays two or more clips (an A/B), they are one
+    ``compare`` row: every player labelled, and the row says whether the players are
+    loudness-matched or at their true relative levels."""
+    dom = BeautifulSoup((built / f"{name}.html").read_text(encoding="utf-8"), "html.parser")
+    problems = []
+    for index, output in enumerate(dom.select("article .cell_output")):
+        players = output.find_all("audio")
+        if len(players) < 2:
+            continue
+        unlabelled = [a for a in players if a.find_parent("table") is None
+                      or not any(mode in a.find_parent("table").get_text(" ") for mode in LEVEL_MODES)]
+        if unlabelled:
+            problems.append(f"output {index}: {len(unlabelled)} of {len(players)} players outside a compare() row")
+        for audio in players:
+            cell = audio.find_parent("td")
+            if cell is None or cell.find("b") is None or not cell.find("b").get_text(strip=True):
+                problems.append(f"output {index}: a player without a label")
+    assert not problems, f"{name}: " + "; ".join(problems)
