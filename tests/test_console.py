@@ -144,6 +144,7 @@ def test_neutral_settings_render_the_unprocessed_balance():
 
 def test_padded_tracks_do_not_change_the_mix_and_wet_tracks_have_their_shape():
     console = MixingConsole(SR)
+    torch.manual_seed(0)
     tracks = torch.randn(1, 4, 4000) * 0.1
     track_params, master_params = torch.rand(1, 4, 26), torch.rand(1, 26)
     padded = torch.cat([tracks, torch.randn(1, 2, 4000)], 1)
@@ -153,7 +154,9 @@ def test_padded_tracks_do_not_change_the_mix_and_wet_tracks_have_their_shape():
         mix = console(tracks, track_params, master_params)
         mix_padded, wet = console(padded, padded_params, master_params, mask=mask, return_tracks=True)
     assert wet.shape == (1, 6, 2, 4000) and wet[0, 4:].abs().max() == 0
-    assert torch.allclose(mix, mix_padded, atol=1e-6)
+    # the same up to float rounding (chunks sum in another order); random settings can
+    # make a mix of several full scale, so the tolerance is relative
+    torch.testing.assert_close(mix_padded, mix, rtol=1e-5, atol=1e-6)
 
 
 def test_console_reports_its_parameter_counts_and_rejects_wrong_shapes():
@@ -239,11 +242,13 @@ def test_compressor_keeps_pytorch_thread_count(first):
     import subprocess
     import sys
 
-    render = "compressor(x, 44100, -20 * p, 4 * p, 5 * p, 50 * p, 6 * p, 0 * p)\n"  # no grad: the cached kernel
-    train = "compressor(x.requires_grad_(), 44100, -20 * p, 4 * p, 5 * p, 50 * p, 6 * p, 0 * p)\n"  # torchcomp's
-    calls = [render, train] if first == "render" else [train, render]
+    render = "compressor(x, 44100, -20 * p, 4 * p, 5 * p, 50 * p, 6 * p, 0 * p)\n"  # no grad
+    train = "compressor(x.requires_grad_(), 44100, -20 * p, 4 * p, 5 * p, 50 * p, 6 * p, 0 * p)\n"  # with grad
+    torchcomp = "compressor_core(x[:, 0].detach().requires_grad_(), 0 * p, p / 2, p / 2)\n"  # its parallel kernel
+    calls = [render, train, torchcomp] if first == "render" else [train, render, torchcomp]
     code = (
         "import torch; from diffmst_lite.console.mixer import compressor\n"
+        "from diffmst_lite.dsp.dynamics import compressor_core\n"
         "torch.set_num_threads(2)\n"
         "x = torch.randn(16, 1, 44100)\n"
         "(x @ x.transpose(1, 2)).sum()\n"  # PyTorch starts OpenMP first, as in real use
@@ -251,7 +256,7 @@ def test_compressor_keeps_pytorch_thread_count(first):
         + "".join(call + "print(torch.get_num_threads())\n" for call in calls)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["2", "2"]
+    assert out.stdout.split() == ["2", "2", "2"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

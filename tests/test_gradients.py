@@ -84,3 +84,80 @@ def test_hand_written_gain_computer_backward_matches_autograd():
     plain = torch.autograd.grad(db_to_amplitude(gain_computer(*inputs)), inputs, cotangent)
     for got, expected in zip(ours, plain):
         assert torch.allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def side_chain_case(dtype, samples, seed=0):
+    """Bursts of noise in two channels and four compressors that span the settings' ranges
+    (ratio 1 and a knee below the 1e-3 dB floor included), all inputs leaves needing gradients."""
+    generator = torch.Generator().manual_seed(seed)
+    envelope = torch.rand(4, 1, samples // 50 + 1, generator=generator, dtype=dtype).repeat_interleave(50, -1)
+    x = torch.randn(4, 2, samples, generator=generator, dtype=dtype) * envelope[..., :samples] ** 3
+    settings = [torch.tensor(v, dtype=dtype) for v in ([-50.0, -30.0, -20.0, -10.0], [1.0, 2.0, 4.0, 10.0],
+                                                         [1.0, 5.0, 30.0, 250.0], [10.0, 50.0, 300.0, 1000.0],
+                                                         [0.0, 3.0, 6.0, 12.0])]
+    return [t.requires_grad_() for t in (x, *settings)]
+
+
+def side_chain_outputs(inputs, sample_rate, fused):
+    """Level (dB) and smoothed gain of the compressor's side chain, fused or as torch ops."""
+    from diffmst_lite.dsp.dynamics import _side_chain
+
+    detected, gain = _side_chain(inputs[0], sample_rate, *inputs[1:], fused=fused)
+    return 10 * torch.log10(detected), gain
+
+
+@pytest.mark.parametrize("dtype, forward_tol, gradient_tol", [(torch.float32, 3e-7, 1e-4),
+                                                              (torch.float64, 1e-14, 1e-12)])
+def test_fused_compressor_side_chain_matches_the_torch_ops(dtype, forward_tol, gradient_tol):
+    """The fused side chain (numba loops, dynamics._SideChain) gives the level, the gain
+    and the gradients of the same chain run as torch ops and torchcomp's kernel (the
+    code before it, now the CUDA path), to float32 / float64 rounding."""
+    sample_rate, samples = 22050, 20000
+    inputs = side_chain_case(dtype, samples)
+    generator = torch.Generator().manual_seed(1)
+    cotangents = [torch.randn(4, samples, generator=generator, dtype=dtype) for _ in range(2)]
+    results = {}
+    for fused in (True, False):
+        level, gain = side_chain_outputs(inputs, sample_rate, fused)
+        grads = torch.autograd.grad((level * cotangents[0]).sum() * 1e-3 + (gain * cotangents[1]).sum(), inputs)
+        results[fused] = (level, gain, grads)
+    (level, gain, grads), (ops_level, ops_gain, ops_grads) = results[True], results[False]
+    assert (gain - ops_gain).abs().max() < forward_tol and gain.dtype == dtype
+    assert ((level - ops_level).abs() / ops_level.abs()).max() < forward_tol
+    assert gain.min() < 0.3 and (gain == 1).any()  # compressed hard somewhere, and not at all elsewhere
+    for name, got, expected in zip(["x", "threshold", "ratio", "attack", "release", "knee"], grads, ops_grads):
+        assert (got - expected).norm() / expected.norm() < gradient_tol, name
+
+
+def test_fused_compressor_side_chain_passes_gradcheck():
+    """Float64 gradients against finite differences, w.r.t. the input and all five settings, through
+    the level and the gain; short time constants at 2 kHz, so attack and release alternate often."""
+    sample_rate = 2000
+    inputs = side_chain_case(torch.float64, 300)
+    with torch.no_grad():
+        inputs[0].mul_(3.0).add_(0.01)  # no sample near zero, where |x|^2 has no curvature to resolve
+        inputs[2][0] = 1.5  # not ratio 1: there the slightest compression switches release to attack
+        inputs[5][0] = 1.0  # a knee above the floor, where the curve has a gradient w.r.t. it
+    _, gain = side_chain_outputs(inputs, sample_rate, fused=True)
+    steps = gain.diff(dim=1)
+    assert (steps < 0).sum() > 100 and (steps > 0).sum() > 100
+    assert torch.autograd.gradcheck(lambda *args: side_chain_outputs(args, sample_rate, fused=True), inputs,
+                                    eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("edge", [0.0, 1.0])
+def test_compressor_gradients_are_finite_on_silence_and_at_range_edges(edge):
+    """Every compressor setting at its lower (upper) range edge, on a silent and a loud item."""
+    from diffmst_lite.console import params
+    from diffmst_lite.dsp.dynamics import compressor
+
+    specs = params.track_param_specs(SR)
+    settings = params.to_physical(torch.full((2, len(specs)), edge), specs)[:, params.COMPRESSOR]
+    settings.requires_grad_()
+    x = torch.zeros(2, 2, N)
+    x[1] = torch.randn(2, N, generator=torch.Generator().manual_seed(0))  # loud: far over every threshold
+    x.requires_grad_()
+    y = compressor(x, SR, *settings.unbind(-1))
+    x_grad, settings_grad = torch.autograd.grad(y.square().sum() + y.sum(), (x, settings))
+    assert torch.isfinite(y).all() and torch.isfinite(x_grad).all() and torch.isfinite(settings_grad).all()
+    assert (y[0] == 0).all() and settings_grad[1].abs().sum() > 0

@@ -1,21 +1,40 @@
-"""The compressor's attack/release recursion without autograd, compiled once and cached on disk.
+"""The compressor's per-sample loops as numba kernels, compiled once and cached on disk.
 
-Rendering a mix (``render``, ``mix``, ``evaluate``'s scores) needs no gradient. There
-the console runs this kernel instead of torchcomp's differentiable one: the same
-one-pole recursion, but compiled with ``cache=True``, so a new process loads machine
-code from numba's cache instead of compiling torchcomp's parallel kernel again (a few
-seconds on every command). It is imported only when a compressor first runs without
-gradients (importing it starts numba).
+* :func:`attack_release`: the attack/release recursion (the smoothing of the gain,
+  the limiter's release, and :func:`.dynamics.compressor_core` without gradients).
+* :func:`detector` and :func:`gain_exponent`: the level detector and the soft-knee
+  static curve of :func:`.dynamics.compressor`.
+* :func:`side_chain_backward`: the gradient of the whole side chain (detector, curve,
+  smoothing) in one reverse-time loop per row.
+
+:class:`.dynamics._SideChain` runs them in place of about ten full-length torch
+passes forward and again backward (each with a ``(batch, samples)`` temporary, and
+torchcomp's backward through torchlpc). Between the forward loops, torch's vectorised
+``log`` and ``exp`` run: numba calls the C library's scalar ones, which cost more than
+all the loops together (15 against 7 ns per sample).
+
+All are single-threaded (numba's worker threads would compete with PyTorch's on the
+same cores, docs/design.md §4.3) and compiled with ``cache=True``: a new process loads
+machine code from numba's cache (``__pycache__`` next to this file, or
+``NUMBA_CACHE_DIR`` when set) instead of compiling again. This module is imported
+only when a compressor first runs (importing it starts numba). The scalars of every
+loop are float64 whatever the arrays' dtype (as in torchcomp's kernel), so slow
+one-pole recursions do not stall on float32 rounding.
 """
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
+DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 log10(p) == ln(p) * this
+NEPER_PER_DB_AMPLITUDE = math.log(10.0) / 20.0  # 10 ** (db / 20) == exp(db * this)
+
 
 @numba.njit(cache=True)
-def attack_release(x: np.ndarray, zi: np.ndarray, at: np.ndarray, rt: np.ndarray) -> np.ndarray:
+def attack_release(x: np.ndarray, zi: np.ndarray, at: np.ndarray, rt: np.ndarray) -> tuple:
     """``y[b, t] = y[b, t-1] + c * (x[b, t] - y[b, t-1])`` with ``c = at[b]`` while ``x < y`` (attack)
     and ``rt[b]`` otherwise (release); ``y[b, -1] = zi[b]``.
 
@@ -24,17 +43,147 @@ def attack_release(x: np.ndarray, zi: np.ndarray, at: np.ndarray, rt: np.ndarray
             attack and release coefficients in (0, 1].
 
     Returns:
-        ``(batch, samples)``, the same values as ``torchcomp.compressor_core`` (the
-        operations in the same order).
+        ``y (batch, samples)``, the same values as ``torchcomp.compressor_core`` (the
+        operations in the same order), and ``attacking (batch, samples)`` bool, the
+        branch taken.
     """
     batch, samples = x.shape
     y = np.empty_like(x)
+    attacking = np.empty((batch, samples), np.bool_)
     for b in range(batch):
-        g = zi[b]
+        g, attack, release = zi[b], at[b], rt[b]
         for t in range(samples):
             f = x[b, t]
-            coeff = at[b] if f < g else rt[b]
+            attacking[b, t] = f < g
+            coeff = attack if f < g else release
             g *= 1 - coeff
             g += coeff * f
             y[b, t] = g
-    return y
+    return y, attacking
+
+
+@numba.njit(cache=True)
+def detector(x: np.ndarray, silence: float, coefficient: np.ndarray) -> np.ndarray:
+    """The RMS level detector: ``d[b, t] = d[b, t-1] + c (p[b, t] - d[b, t-1])``, ``d[b, -1] = 0``.
+
+    Args:
+        x: ``(batch, channels, samples)`` float32 or float64.
+        silence: added to the power (the detector's floor).
+        coefficient: ``(batch,)`` ``c`` in (0, 1].
+
+    Returns:
+        ``(batch, samples)`` in ``x``'s dtype; ``p`` is the mean over channels of ``x^2``
+        plus ``silence`` (a one-pole smoother is :func:`attack_release` with equal
+        coefficients: the same operations).
+    """
+    batch, channels, samples = x.shape
+    detected = np.empty((batch, samples), x.dtype)
+    for b in range(batch):
+        c = coefficient[b]
+        keep, d = 1 - c, 0.0
+        for t in range(samples):
+            power = 0.0
+            for ch in range(channels):
+                power += float(x[b, ch, t]) ** 2
+            d *= keep
+            d += c * (power / channels + silence)
+            detected[b, t] = d
+    return detected
+
+
+@numba.njit(cache=True)
+def _curve(log_power: float, threshold_db: float, knee: float, half_per_knee: float) -> tuple:
+    """The soft-knee curve (Giannoulis et al. 2012, as :func:`.dynamics.gain_computer`) at one sample.
+
+    Returns ``(over, inside, base)``: level above threshold (dB), its part in the knee
+    (dB) and the gain change (dB) divided by ``1/ratio - 1``; ``half_per_knee = 0.5 / knee``.
+    """
+    over = DB_PER_NEPER_POWER * log_power - threshold_db
+    inside = min(max(over + knee / 2, 0.0), knee)
+    return over, inside, inside * inside * half_per_knee + max(over - knee / 2, 0.0)
+
+
+@numba.njit(cache=True)
+def gain_exponent(
+    log_power: np.ndarray, threshold_db: np.ndarray, ratio: np.ndarray, knee_db: np.ndarray,
+) -> np.ndarray:
+    """``ln`` of the static curve's linear gain, from ``ln`` of the detected power.
+
+    Args:
+        log_power: ``(batch, samples)``; threshold_db, ratio, knee_db: ``(batch,)``,
+            ratio >= 1, knee > 0 dB.
+
+    Returns:
+        ``(batch, samples)`` <= 0, in ``log_power``'s dtype: ``exp`` of it is the target gain.
+    """
+    batch, samples = log_power.shape
+    exponent = np.empty_like(log_power)
+    for b in range(batch):
+        scale, threshold, knee = NEPER_PER_DB_AMPLITUDE * (1.0 / ratio[b] - 1.0), threshold_db[b], knee_db[b]
+        half_per_knee = 0.5 / knee
+        for t in range(samples):
+            exponent[b, t] = scale * _curve(log_power[b, t], threshold, knee, half_per_knee)[2]
+    return exponent
+
+
+@numba.njit(cache=True)
+def side_chain_backward(
+    x: np.ndarray, detector: np.ndarray, threshold_db: np.ndarray, ratio: np.ndarray, knee_db: np.ndarray,
+    attack: np.ndarray, release: np.ndarray, detected: np.ndarray, log_power: np.ndarray, target: np.ndarray,
+    gain: np.ndarray, attacking: np.ndarray, grad_gain: np.ndarray, grad_detected: np.ndarray,
+) -> tuple:
+    """Gradients of the side chain, one reverse-time loop per row.
+
+    Forward: ``detected = detector(x)``, ``log_power = ln(detected)``, ``target =
+    exp(gain_exponent(log_power))``, ``gain, attacking = attack_release(target, 1, ...)``.
+    The branch (attack or release) is held constant, as torchcomp does.
+
+    Args:
+        x: ``(batch, channels, samples)``; detector ... release: ``(batch,)`` float64, the
+            detector's coefficient, the curve's settings, the attack and release coefficients.
+        detected, log_power, target, gain, attacking: ``(batch, samples)``, from the forward pass.
+        grad_gain: ``(batch, samples)``, the gradient of the loss w.r.t. ``gain``.
+        grad_detected: ``(batch, samples)`` w.r.t. ``detected``, or ``(batch, 0)`` if none.
+
+    Returns:
+        ``grad_x (batch, channels, samples)`` in ``x``'s dtype and ``(5, batch)`` float64:
+        the gradients w.r.t. threshold_db, ratio, knee_db, attack and release.
+    """
+    batch, channels, samples = x.shape
+    grad_x = np.empty_like(x)
+    grads = np.zeros((5, batch))
+    for b in range(batch):
+        # per-row constants in locals, and no division in the loop but one
+        threshold, slope, knee, a, r = threshold_db[b], 1.0 / ratio[b] - 1.0, knee_db[b], attack[b], release[b]
+        per_knee, keep_detector, by_power_per_detected = 1.0 / knee, 1 - detector[b], 2 * detector[b] / channels
+        by_gain = 0.0  # d loss / d gain[t], all later samples included
+        keep = 0.0  # d gain[t+1] / d gain[t] = 1 - k[t+1]
+        by_detected = 0.0  # d loss / d detected[t], all later samples included
+        threshold_sum = base_sum = knee_sum = attack_sum = release_sum = 0.0
+        for t in range(samples - 1, -1, -1):
+            by_gain = grad_gain[b, t] + keep * by_gain
+            k = a if attacking[b, t] else r
+            keep = 1 - k
+            by_coefficient = by_gain * (target[b, t] - (gain[b, t - 1] if t > 0 else 1.0))  # d gain[t] / d k
+            by_attack = by_coefficient if attacking[b, t] else 0.0
+            attack_sum += by_attack
+            release_sum += by_coefficient - by_attack
+            over, inside, base = _curve(log_power[b, t], threshold, knee, per_knee / 2)
+            by_change = by_gain * k * target[b, t] * NEPER_PER_DB_AMPLITUDE  # d loss / d change (dB)
+            in_knee = over < knee / 2  # or below it
+            by_over = by_change * slope * (inside * per_knee if in_knee else 1.0)
+            threshold_sum -= by_over
+            base_sum += by_change * base
+            knee_sum += by_change * inside * per_knee * (1 - inside * per_knee) / 2 if in_knee else 0.0
+            here = by_over * DB_PER_NEPER_POWER / detected[b, t]  # through this sample's level
+            if grad_detected.shape[1]:
+                here += grad_detected[b, t]
+            by_detected = here + keep_detector * by_detected
+            for ch in range(channels):
+                grad_x[b, ch, t] = by_power_per_detected * by_detected * x[b, ch, t]
+        grads[0, b] = threshold_sum
+        grads[1, b] = -base_sum / ratio[b] ** 2  # d slope / d ratio = -1 / ratio^2
+        grads[2, b] = slope * knee_sum
+        grads[3, b] = attack_sum
+        grads[4, b] = release_sum
+    return grad_x, grads

@@ -1,17 +1,24 @@
-"""The compressor: level detector, soft-knee gain computer and attack/release smoothing (docs/design.md §4)."""
+"""The compressor: level detector, soft-knee gain computer and attack/release smoothing (docs/design.md §4).
+
+On the CPU the side chain runs as one autograd function over numba loops
+(:class:`_SideChain`, kernels in :mod:`.ballistics`); on CUDA as torch ops and
+torchcomp's kernel (:func:`_side_chain_ops`). Both compute the same numbers
+(tests/test_gradients.py).
+"""
 
 from __future__ import annotations
 
 import math
-
 import os
 
+import numpy as np
 import torch
 
 from diffmst_lite.dsp.decibels import db_to_amplitude
 
 LEVEL_DETECTOR_MS = 10.0  # time constant of the RMS level detector
 SILENCE_POWER = 1e-10  # -100 dBFS: floor of the level detector
+MIN_KNEE_DB = 1e-3  # narrower knees are widened to this: a zero knee would divide by zero
 
 
 # ------------------------------------------------------------------- compressor
@@ -29,7 +36,8 @@ def compressor_core(x: torch.Tensor, zi: torch.Tensor, at: torch.Tensor, rt: tor
     one thread unless ``NUMBA_NUM_THREADS`` says otherwise. numba's first parallel launch
     also resets the OpenMP thread count PyTorch shares: it is restored after that launch.
     Without gradients (and on the CPU) the same recursion runs in
-    :func:`.ballistics.attack_release`, which numba caches on disk.
+    :func:`.ballistics.attack_release`, which numba caches on disk. The compressor's
+    side chain on the CPU needs neither: it runs :class:`_SideChain`.
     """
     global _torchcomp_core
     if not x.is_cuda and not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, zi, at, rt))):
@@ -50,14 +58,20 @@ def compressor_core(x: torch.Tensor, zi: torch.Tensor, at: torch.Tensor, rt: tor
     return y
 
 
+def _kernels():
+    """:mod:`.ballistics`, imported at the first call: importing it starts numba, which
+    then gets one thread unless ``NUMBA_NUM_THREADS`` says otherwise (as for torchcomp)."""
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    from diffmst_lite.dsp import ballistics
+
+    return ballistics
+
+
 def _attack_release_no_grad(x: torch.Tensor, zi: torch.Tensor, at: torch.Tensor, rt: torch.Tensor) -> torch.Tensor:
     """The same recursion when nothing needs a gradient (rendering): numba's on-disk cache
     spares each new process the compilation of torchcomp's kernel (see :mod:`.ballistics`)."""
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # as for torchcomp, if numba starts here
-    from diffmst_lite.dsp.ballistics import attack_release
-
     as_numpy = [t.detach().contiguous().numpy() for t in (x, zi, at, rt)]  # dtypes as torchcomp gets them
-    return torch.from_numpy(attack_release(*as_numpy))
+    return torch.from_numpy(_kernels().attack_release(*as_numpy)[0])
 
 
 def time_constant_to_coefficient(ms: torch.Tensor, sample_rate: float) -> torch.Tensor:
@@ -83,7 +97,7 @@ def gain_computer(
 
     Chapter 4: Dynamic range compression.
     """
-    knee = knee_db.clamp_min(1e-3)[:, None]  # a zero knee would divide by zero
+    knee = knee_db.clamp_min(MIN_KNEE_DB)[:, None]
     over = level_db - threshold_db[:, None]
     inside = torch.minimum((over + knee / 2).clamp_min(0.0), knee)
     return (1.0 / ratio - 1.0)[:, None] * (inside.square() / (2 * knee) + (over - knee / 2).clamp_min(0.0))
@@ -96,7 +110,7 @@ class _TargetGain(torch.autograd.Function):
     samples)``; this saves only the level and the output and recomputes the cheap rest
     in backward (fewer and smaller allocations at long inputs). The gradient is the
     derivative of :func:`gain_computer`'s expression, checked against autograd in
-    tests/test_gradients.py.
+    tests/test_gradients.py. Used by :func:`_side_chain_ops` (CUDA).
     """
 
     @staticmethod
@@ -108,7 +122,7 @@ class _TargetGain(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         level_db, threshold_db, ratio, knee_db, target = ctx.saved_tensors
-        knee = knee_db.clamp_min(1e-3)[:, None]
+        knee = knee_db.clamp_min(MIN_KNEE_DB)[:, None]
         slope = (1.0 / ratio - 1.0)[:, None]
         over = level_db - threshold_db[:, None]
         inside = torch.minimum((over + knee / 2).clamp_min(0.0), knee)
@@ -122,8 +136,79 @@ class _TargetGain(torch.autograd.Function):
             grad_level if ctx.needs_input_grad[0] else None,
             -grad_level.sum(1) if ctx.needs_input_grad[1] else None,
             -(g * base).sum(1) / ratio.square() if ctx.needs_input_grad[2] else None,
-            (slope[:, 0] * (g * d_knee).sum(1) * (knee_db >= 1e-3)) if ctx.needs_input_grad[3] else None,
+            (slope[:, 0] * (g * d_knee).sum(1) * (knee_db >= MIN_KNEE_DB)) if ctx.needs_input_grad[3] else None,
         )
+
+
+class _SideChain(torch.autograd.Function):
+    """The whole side chain on the CPU: ``x (batch, channels, samples)``, the detector's,
+    attack and release coefficients and the curve's settings (all ``(batch,)``) ->
+    ``detected (batch, samples)`` power and ``gain (batch, samples)``.
+
+    Forward: three numba loops (:mod:`.ballistics`: detector, static curve, smoothing)
+    and torch's vectorised ``log`` and ``exp`` between them; backward: one numba loop,
+    from what forward stored (no ``log`` or ``exp`` again). This replaces about ten
+    torch passes, each with its ``(batch, samples)`` temporaries. The detector's
+    coefficient is a constant (no gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, x, detector, threshold_db, ratio, knee_db, attack, release):
+        kernels = _kernels()
+        settings = [s.detach().double().contiguous().numpy() for s in (detector, threshold_db, ratio, knee_db,
+                                                                      attack, release)]
+        x = x.detach().contiguous()
+        detected = torch.from_numpy(kernels.detector(x.numpy(), SILENCE_POWER, settings[0]))
+        log_power = detected.log()
+        target = torch.from_numpy(kernels.gain_exponent(log_power.numpy(), *settings[1:4])).exp_()
+        gain, attacking = kernels.attack_release(target.numpy(), np.ones(len(x)), *settings[4:])
+        gain, attacking = torch.from_numpy(gain), torch.from_numpy(attacking)
+        ctx.settings = settings
+        ctx.dtypes = [s.dtype for s in (threshold_db, ratio, knee_db, attack, release)]
+        ctx.save_for_backward(x, detected, log_power, target, gain, attacking)
+        ctx.set_materialize_grads(False)  # the detected power is mostly unused: no zeros for it
+        return detected, gain
+
+    @staticmethod
+    def backward(ctx, grad_detected, grad_gain):
+        x, detected, log_power, target, gain, attacking = ctx.saved_tensors
+        grad_gain = torch.zeros_like(gain) if grad_gain is None else grad_gain.contiguous()
+        grad_detected = gain.new_empty(len(gain), 0) if grad_detected is None else grad_detected.contiguous()
+        arrays = [t.numpy() for t in (detected, log_power, target, gain, attacking, grad_gain, grad_detected)]
+        grad_x, grads = _kernels().side_chain_backward(x.numpy(), *ctx.settings, *arrays)
+        grads = [torch.from_numpy(g).to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
+        return torch.from_numpy(grad_x), None, *grads
+
+
+def _side_chain_ops(
+    x: torch.Tensor, detector: torch.Tensor, threshold_db: torch.Tensor, ratio: torch.Tensor,
+    knee_db: torch.Tensor, attack: torch.Tensor, release: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`_SideChain` as separate torch ops and torchcomp's kernel, which also run
+    on CUDA tensors (numba's CPU kernels cannot read them)."""
+    power = x.square().mean(1) + SILENCE_POWER
+    # a one-pole smoother is the attack/release recursion with attack == release
+    detected = compressor_core(power, torch.zeros_like(detector), detector, detector)
+    target = _TargetGain.apply(10.0 * torch.log10(detected), threshold_db, ratio, knee_db)
+    return detected, compressor_core(target, torch.ones_like(threshold_db), attack, release)
+
+
+def _side_chain(
+    x: torch.Tensor, sample_rate: float, threshold_db: torch.Tensor, ratio: torch.Tensor, attack_ms: torch.Tensor,
+    release_ms: torch.Tensor, knee_db: torch.Tensor, fused: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``detected (batch, samples)``, the detector's power, and the smoothed gain (see :func:`compressor_gain`).
+
+    ``fused``: :class:`_SideChain` (the default on the CPU) or :func:`_side_chain_ops`
+    (on CUDA; tests and benchmarks/compressor.py compare the two on the CPU).
+    """
+    # settings of shape (1,) apply to every row
+    settings = [s.expand(len(x)) for s in (threshold_db, ratio, knee_db.clamp_min(MIN_KNEE_DB))]
+    detector = time_constant_to_coefficient(torch.full_like(settings[0], LEVEL_DETECTOR_MS), sample_rate)
+    attack, release = (time_constant_to_coefficient(ms, sample_rate).expand(len(x)) for ms in (attack_ms, release_ms))
+    if fused is None:
+        fused = x.device.type == "cpu"
+    return (_SideChain.apply if fused else _side_chain_ops)(x, detector, *settings, attack, release)
 
 
 def compressor(
@@ -142,7 +227,8 @@ def compressor(
     stereo reads the same level as mono), smoothed with a 10 ms time constant. The
     gain computer's output is smoothed with the attack time constant while gain
     reduction grows and the release time constant while it recovers (both one-pole
-    recursions run per sample by torchcomp's differentiable kernel; Yu & Fazekas 2024).
+    recursions run per sample; the gradient treats the choice between them as constant,
+    as torchcomp's differentiable kernel does: Yu & Fazekas 2024).
 
     Args:
         x: ``(batch, channels, samples)``.
@@ -155,7 +241,7 @@ def compressor(
 
     Chapter 4: Dynamic range compression.
     """
-    _, smoothed = compressor_gain(x, sample_rate, threshold_db, ratio, attack_ms, release_ms, knee_db)
+    _, smoothed = _side_chain(x, sample_rate, threshold_db, ratio, attack_ms, release_ms, knee_db)
     return x * (smoothed * db_to_amplitude(makeup_db)[:, None]).unsqueeze(1)
 
 
@@ -176,16 +262,5 @@ def compressor_gain(
 
     Chapter 4: Dynamic range compression.
     """
-    power = x.square().mean(1) + SILENCE_POWER
-    detector = time_constant_to_coefficient(torch.full_like(threshold_db, LEVEL_DETECTOR_MS), sample_rate)
-    # a one-pole smoother is the attack/release recursion with attack == release,
-    # which torchcomp runs without the large temporaries of its avg()
-    level_db = 10.0 * torch.log10(compressor_core(power, torch.zeros_like(detector), detector, detector))
-    target = _TargetGain.apply(level_db, threshold_db, ratio, knee_db)
-    smoothed = compressor_core(
-        target,
-        torch.ones_like(threshold_db),
-        time_constant_to_coefficient(attack_ms, sample_rate),
-        time_constant_to_coefficient(release_ms, sample_rate),
-    )
-    return level_db, smoothed
+    detected, smoothed = _side_chain(x, sample_rate, threshold_db, ratio, attack_ms, release_ms, knee_db)
+    return 10.0 * torch.log10(detected), smoothed
