@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import dasp_pytorch.functional as dasp
 import torch
-import torch.nn as nn
 
 from diffmst_lite.console import params
+from diffmst_lite.console.mixer import ConsoleLayout
 
 
-class DaspConsole(nn.Module):
+class DaspConsole(ConsoleLayout):
     """Tracks + settings in [0, 1] -> stereo mix, with dasp-pytorch 0.0.1's effects.
 
     Per track: gain -> six-band parametric EQ -> compressor -> stereo panner, summed
@@ -48,20 +48,6 @@ class DaspConsole(nn.Module):
     Args:
         sample_rate: Hz.
     """
-
-    def __init__(self, sample_rate: float):
-        super().__init__()
-        self.sample_rate = float(sample_rate)
-        self.track_specs = params.track_param_specs(sample_rate)
-        self.master_specs = params.master_param_specs(sample_rate)
-
-    @property
-    def num_track_params(self) -> int:
-        return len(self.track_specs)
-
-    @property
-    def num_master_params(self) -> int:
-        return len(self.master_specs)
 
     def _eq(self, x: torch.Tensor, settings: torch.Tensor) -> torch.Tensor:
         """dasp's parametric EQ, its 18 arguments in its order (gain, frequency, Q per band)."""

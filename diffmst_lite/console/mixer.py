@@ -34,16 +34,10 @@ CHUNK_BYTES = 24 * 2**20  # channel strips run in chunks whose temporaries stay 
 # ----------------------------------------------------------------------- console
 
 
-class MixingConsole(nn.Module):
-    """The differentiable mixing console: tracks + settings in [0, 1] -> stereo mix.
-
-    Per track: gain -> parametric EQ -> compressor -> panner; master bus:
-    input gain -> stereo EQ -> stereo-linked compressor -> output gain. Parameter
-    ranges and vector layouts: :mod:`diffmst_lite.console.params`. The console has no
-    trainable weights; it is an ``nn.Module`` so it moves with ``.to(device)``.
-
-    Chapter 5: The master bus and the whole console.
-    """
+class ConsoleLayout(nn.Module):
+    """What every console of this package shares: a sample rate and the parameter
+    layout of :mod:`diffmst_lite.console.params` (``track_specs``, ``master_specs``).
+    It has no trainable weights; it is an ``nn.Module`` so it moves with ``.to(device)``."""
 
     def __init__(self, sample_rate: float):
         super().__init__()
@@ -58,6 +52,18 @@ class MixingConsole(nn.Module):
     @property
     def num_master_params(self) -> int:
         return len(self.master_specs)
+
+
+class MixingConsole(ConsoleLayout):
+    """The differentiable mixing console: tracks + settings in [0, 1] -> stereo mix.
+
+    Per track: gain -> parametric EQ -> compressor -> panner; master bus:
+    input gain -> stereo EQ -> stereo-linked compressor -> output gain. Parameter
+    ranges and vector layouts: :mod:`diffmst_lite.console.params`. The console has no
+    trainable weights; it is an ``nn.Module`` so it moves with ``.to(device)``.
+
+    Chapter 5: The master bus and the whole console.
+    """
 
     def _eq(self, x: torch.Tensor, settings: torch.Tensor) -> torch.Tensor:
         """The EQ with the strip's (or bus's input) gain folded into it."""
