@@ -25,6 +25,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from conftest import BUILD_HTML, NOTEBOOKS, ROOT, toc_files, toc_notebooks
+from test_widgets_frontend import load_script
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -214,20 +215,13 @@ WINDOW_WIDTHS = (1200, 1300, 1400, 1920)  # with the left sidebar shown, the nar
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    """Headless Chromium driven by Selenium (Debian's chromium-driver), to measure layout."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    driver_path = "/usr/bin/chromedriver"
-    if not Path(driver_path).exists():
-        pytest.fail(f"{driver_path} not found: run `make book` (it installs Debian's chromium-driver).")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}", "--no-first-run",
-                "--disable-background-networking", "--disable-extensions", "--hide-scrollbars"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    """Headless Chromium driven by Selenium (Debian's chromium-driver), to measure layout:
+    the browser of scripts/check_widgets_frontend.py."""
+    script = load_script()
+    missing = script.missing_tools()
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run `make book` (it installs them).")
+    driver = script.start_browser(tmp_path_factory.mktemp("browser"))
     try:
         yield driver
     finally:
