@@ -78,10 +78,11 @@ def cmd_sheet(args: argparse.Namespace) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> None:
-    from diffmst_lite.mixing.inference import render_sheet
+    from diffmst_lite.mixing.inference import render_sheet, start_warm_up
     from diffmst_lite.console.sheet import read_sheet
 
     refuse_overwrite(args.out, args.force)
+    start_warm_up()
     tracks, names, rate = load_tracks(args.tracks)
     sheet = read_sheet(args.sheet)
     sheet_names = [t["name"] for t in sheet["tracks"]]
@@ -108,6 +109,7 @@ def cmd_mix(args: argparse.Namespace) -> None:
         optimize_sheet,
         predict_sheet,
         render_sheet,
+        start_warm_up,
         with_limiter,
     )
     from diffmst_lite.console.sheet import write_sheet
@@ -116,6 +118,7 @@ def cmd_mix(args: argparse.Namespace) -> None:
     refuse_overwrite(args.sheet_out, args.force)
     if args.optimize and args.checkpoint:
         raise CommandError("use either --checkpoint or --optimize, not both")
+    start_warm_up()
     tracks, names, rate = load_tracks(args.tracks)
     reference, ref_rate = load_audio(args.reference)
     if reference.shape[0] == 1:
@@ -281,6 +284,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="examples per step per process (default 4)")
     p.add_argument("--seconds", type=float, help="segment length t; Method 1 uses halves t/2 (default 10)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--descriptor-lr", type=float, help="learning rate of the style-descriptor projections "
+                   "(default: --lr; higher when fine-tuning them into a checkpoint without them)")
     p.add_argument("--sample-rate", type=int, help="Hz (default 22050)")
     p.add_argument("--preset", choices=("lite", "paper", "tiny"), help="model size (default lite)")
     p.add_argument("--af-weight", type=float, help="weight of AF in mrstft+af (default 1)")

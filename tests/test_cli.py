@@ -176,8 +176,10 @@ def test_sheet_rejects_wrong_sample_rate_and_missing_file(tmp_path):
 
 
 def test_audio_io_validates_and_never_overwrites(tmp_path):
-    with pytest.raises(AudioError, match="NaN"):
-        validate_audio(torch.tensor([0.0, float("nan")]))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(AudioError, match="NaN or infinite"):
+            validate_audio(torch.tensor([[0.0, 0.5], [bad, 0.1]]))
+    assert validate_audio(torch.tensor([[0.0, 3e38]])) is not None  # large but finite
     path = save_audio(tmp_path / "a.wav", torch.zeros(2, 100), SR)
     with pytest.raises(FileExistsError):
         save_audio(path, torch.ones(2, 100), SR)

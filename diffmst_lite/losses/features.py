@@ -129,13 +129,22 @@ def bark_spectrum(x: torch.Tensor, sample_rate: float, n_fft: int = 2048, hop: i
     _check_stereo(x)
     mid_side = torch.stack([x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]], 1) / 2
     batch, channels, num_samples = mid_side.shape
-    window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
-    spec = torch.stft(mid_side.reshape(-1, num_samples), n_fft, min(hop, n_fft // 4), window=window,
-                      return_complex=True, center=True, pad_mode="constant")
+    bands = log_bark_bands(mid_side.reshape(-1, num_samples), sample_rate, n_fft, min(hop, n_fft // 4))
+    return bands.reshape(batch, channels, -1)
+
+
+def log_bark_bands(signals: torch.Tensor, sample_rate: float, n_fft: int = 2048, hop: int = 512) -> torch.Tensor:
+    """Log Bark spectrum of mono signals: ``(M, samples)`` -> ``(M, 24)``, natural log.
+
+    The computation of :func:`bark_spectrum` (which applies it to mid and side):
+    time-averaged Hann STFT magnitude, scaled so a sine of amplitude ``A`` peaks at
+    ``A``, averaged into the Bark bands, ``log(. + LOG_FLOOR)``.
+    """
+    window = torch.hann_window(n_fft, device=signals.device, dtype=signals.dtype)
+    spec = torch.stft(signals, n_fft, hop, window=window, return_complex=True, center=True, pad_mode="constant")
     magnitude = torch.sqrt(spec.real.square() + spec.imag.square() + EPS * EPS).mean(-1) / (window.sum() / 2)
-    bank = bark_filterbank(sample_rate, n_fft).to(x.device, x.dtype)
-    bands = magnitude @ bank.T
-    return torch.log(bands + LOG_FLOOR).reshape(batch, channels, -1)
+    bank = bark_filterbank(sample_rate, n_fft).to(signals.device, signals.dtype)
+    return torch.log(magnitude @ bank.T + LOG_FLOOR)
 
 
 def all_features(x: torch.Tensor, sample_rate: float, rms_db: bool = True) -> dict[str, torch.Tensor]:

@@ -24,6 +24,12 @@ Each token gets a learned type embedding added: ``track``, ``reference left``,
 because the model must tell left from right to predict panning. Padded tracks
 (``mask`` False) are removed from attention with ``src_key_padding_mask``; their
 output parameters are set to 0.
+
+Beyond the paper, the tokens can also receive *style descriptors*
+(:mod:`diffmst_lite.model.descriptors`): the AF features of the reference, of the
+plain track sum and of each track, as fixed numbers. A linear projection of them is
+added to the track, reference and master tokens. The projections start at zero, so
+without descriptors (``descriptors=None``) or before training they change nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+
+from diffmst_lite.model.descriptors import MIX_DESCRIPTOR_SIZE, TRACK_DESCRIPTOR_SIZE
 
 TOKEN_TRACK, TOKEN_REF_LEFT, TOKEN_REF_RIGHT, TOKEN_MASTER = 0, 1, 2, 3
 
@@ -111,12 +119,21 @@ class TransformerController(nn.Module):
         self.transformer = nn.TransformerEncoder(
             layer, config.num_layers, norm=nn.LayerNorm(D), enable_nested_tensor=False,
         )
+        self.descriptor_projections = nn.ModuleDict({
+            "tracks": nn.Linear(TRACK_DESCRIPTOR_SIZE, D),
+            "reference": nn.Linear(MIX_DESCRIPTOR_SIZE, D),
+            "master": nn.Linear(2 * MIX_DESCRIPTOR_SIZE, D),
+        })
+        for projection in self.descriptor_projections.values():  # start as if absent
+            nn.init.zeros_(projection.weight)
+            nn.init.zeros_(projection.bias)
         hidden = config.mlp_hidden or D
         self.track_head = _mlp(D, hidden, config.num_track_params)
         self.master_head = _mlp(D, hidden, config.num_master_params)
 
     def tokens(
         self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: torch.Tensor | None = None,
+        descriptors: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Build the token sequence and its padding mask.
 
@@ -124,6 +141,8 @@ class TransformerController(nn.Module):
             track_emb: ``(B, T, D)`` track embeddings.
             ref_emb: ``(B, 2, D)`` reference embeddings (left, right).
             mask: ``(B, T)`` bool, True for a real track, or None (all real).
+            descriptors: None, or :func:`~diffmst_lite.model.descriptors.style_descriptors`
+                ``{"tracks": (B, T, 25), "reference": (B, 53), "master": (B, 106)}``.
 
         Returns:
             ``tokens (B, T+3, D)`` and ``key_padding_mask (B, T+3)`` (True = ignore,
@@ -136,6 +155,11 @@ class TransformerController(nn.Module):
         tracks = self.track_norm(track_emb) + types[TOKEN_TRACK]
         refs = self.reference_norm(ref_emb) + types[TOKEN_REF_LEFT:TOKEN_REF_RIGHT + 1]
         master = (self.master_token + types[TOKEN_MASTER]).expand(B, 1, D)
+        if descriptors is not None:
+            project = self.descriptor_projections
+            tracks = tracks + project["tracks"](descriptors["tracks"])
+            refs = refs + project["reference"](descriptors["reference"]).unsqueeze(1)
+            master = master + project["master"](descriptors["master"]).unsqueeze(1)
         tokens = torch.cat([tracks, refs, master], dim=1)
         if mask is None:
             return tokens, None
@@ -161,16 +185,18 @@ class TransformerController(nn.Module):
 
     def forward(
         self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: torch.Tensor | None = None,
+        descriptors: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predict ``track_params (B, T, P)`` and ``master_params (B, Pm)`` in [0, 1]."""
-        tokens, pad = self.tokens(track_emb, ref_emb, mask)
+        """Predict ``track_params (B, T, P)`` and ``master_params (B, Pm)`` in [0, 1]
+        (``descriptors``: see :meth:`tokens`)."""
+        tokens, pad = self.tokens(track_emb, ref_emb, mask, descriptors)
         h = self.transformer(tokens, src_key_padding_mask=pad)
         return self.heads(h, track_emb.shape[1], mask)
 
     @torch.no_grad()
     def attention_maps(
         self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: torch.Tensor | None = None,
-        return_states: bool = False,
+        return_states: bool = False, descriptors: dict[str, torch.Tensor] | None = None,
     ):
         """Attention weights of every layer and head, for plotting.
 
@@ -184,7 +210,7 @@ class TransformerController(nn.Module):
             of padded tracks are 0. With ``return_states=True`` also the final
             (normalised) states ``(B, S, D)``.
         """
-        x, pad = self.tokens(track_emb, ref_emb, mask)
+        x, pad = self.tokens(track_emb, ref_emb, mask, descriptors)
         maps = []
         for layer in self.transformer.layers:
             y = layer.norm1(x)

@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from diffmst_lite.model.controller import ControllerConfig, TransformerController
+from diffmst_lite.model.descriptors import style_descriptors
 from diffmst_lite.model.encoder import EncoderConfig, SpectrogramEncoder
 from diffmst_lite.files.atomic import atomic_path
 
@@ -68,6 +69,9 @@ class DiffMSTConfig:
                 raise ValueError(f"model config: {name} misses {missing} / has unknown {unknown}")
         return cls(sample_rate=int(d["sample_rate"]), encoder=EncoderConfig(**d["encoder"]),
                    controller=ControllerConfig(**d["controller"]))
+
+
+DESCRIPTOR_WEIGHTS = "controller.descriptor_projections."  # names of the style-descriptor projections
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
@@ -148,11 +152,24 @@ class DiffMST(nn.Module):
             torch.save({"config": self.config_dict(), "model": self.state_dict(), **(extra or {})}, tmp)
 
     @classmethod
-    def load_checkpoint(cls, path: str | os.PathLike, map_location: str = "cpu", **kwargs: Any) -> "DiffMST":
-        """Rebuild a model from :meth:`save_checkpoint` output."""
+    def load_checkpoint(cls, path: str | os.PathLike, map_location: str = "cpu", may_lack: tuple[str, ...] = (),
+                        **kwargs: Any) -> "DiffMST":
+        """Rebuild a model from :meth:`save_checkpoint` output.
+
+        ``may_lack``: name prefixes of weights the checkpoint may miss; they keep their
+        initialisation (``train --init`` passes :data:`DESCRIPTOR_WEIGHTS`). Any other
+        missing or unknown weight is a ``ValueError`` that names it.
+        """
         ckpt = read_checkpoint(path, map_location)
         model = cls.from_config(ckpt["config"], **kwargs)
-        model.load_state_dict(ckpt["model"])
+        missing, unknown = model.load_state_dict(ckpt["model"], strict=False)
+        missing = [name for name in missing if not name.startswith(may_lack)] if may_lack else missing
+        if missing and not unknown and all(name.startswith(DESCRIPTOR_WEIGHTS) for name in missing):
+            raise ValueError(f"{path}: a checkpoint from before the style descriptors (2026-12) has no weights "
+                             f"for them; continue training it with `diffmst-lite train --init {path}`")
+        if missing or unknown:
+            raise ValueError(f"{path}: its weights do not fit the model: missing {missing[:4]}"
+                             f"{' ...' if len(missing) > 4 else ''}, unknown {unknown[:4]}")
         return model
 
     def num_parameters(self, trainable_only: bool = True) -> int:
@@ -211,7 +228,13 @@ class DiffMST(nn.Module):
         self._check(tracks, reference, mask)
         track_emb = self.embed_tracks(tracks, mask)
         ref_emb = self.embed_reference(reference)
-        return self.controller(track_emb, ref_emb, mask)
+        return self.controller(track_emb, ref_emb, mask, self.descriptors(tracks, reference, mask))
+
+    def descriptors(self, tracks: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None = None
+                    ) -> dict[str, torch.Tensor]:
+        """The style descriptors the controller receives besides the embeddings
+        (:func:`diffmst_lite.model.descriptors.style_descriptors`)."""
+        return style_descriptors(tracks, reference, mask, self.config.sample_rate)
 
     def forward(
         self, tracks: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None = None,
@@ -244,4 +267,5 @@ class DiffMST(nn.Module):
         :meth:`TransformerController.attention_maps`)."""
         self._check(tracks, reference, mask)
         return self.controller.attention_maps(
-            self.embed_tracks(tracks, mask), self.embed_reference(reference), mask)
+            self.embed_tracks(tracks, mask), self.embed_reference(reference), mask,
+            descriptors=self.descriptors(tracks, reference, mask))

@@ -51,14 +51,14 @@ from diffmst_lite.data.datasets import Method1Dataset, Method2Dataset, collate_t
 from diffmst_lite.data.songs import load_songs
 from diffmst_lite.losses.style import AudioFeatureLoss, MRSTFTLoss
 from diffmst_lite.model.controller import ControllerConfig
-from diffmst_lite.model.diffmst import DiffMST, DiffMSTConfig, read_checkpoint
+from diffmst_lite.model.diffmst import DESCRIPTOR_WEIGHTS, DiffMST, DiffMSTConfig, read_checkpoint
 from diffmst_lite.model.encoder import EncoderConfig
 from diffmst_lite.training.rundir import plot_log, read_log, save_checkpoint, set_rng_state, write_log
 
 LOSSES = ("mrstft", "af", "mrstft+af", "param")
 # settings a resumed run must share with the checkpoint (steps, logging, workers may change)
 FIXED_ON_RESUME = ("method", "loss", "tracks", "seconds", "sample_rate", "batch_size", "preset", "seed",
-                   "af_weight", "lr", "target_lufs")
+                   "af_weight", "lr", "descriptor_lr", "target_lufs")
 
 
 @dataclass
@@ -77,6 +77,7 @@ class TrainConfig:
     batch_size: int = 4  # examples per step and per process
     seconds: float = 10.0  # segment length t (Method 1: halves of t/2; the paper's 10 s)
     lr: float = 1e-4  # AdamW
+    descriptor_lr: float | None = None  # of the style-descriptor projections (None: lr); higher to fine-tune them in
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max gradient norm (0: off)
     sample_rate: int = 22050  # Hz; the console scales its frequency ranges with it
@@ -116,7 +117,7 @@ def build_model(config: TrainConfig) -> DiffMST:
     if config.init:
         if not Path(config.init).is_file():
             raise FileNotFoundError(f"--init checkpoint {config.init} does not exist")
-        model = DiffMST.load_checkpoint(config.init)
+        model = warm_start(config.init)
         if model.config.sample_rate != config.sample_rate:
             raise ValueError(f"--init checkpoint is at {model.config.sample_rate} Hz, "
                              f"training at {config.sample_rate} Hz")
@@ -127,6 +128,16 @@ def build_model(config: TrainConfig) -> DiffMST:
         ctl = ControllerConfig(d_model=32, num_layers=1, num_heads=2, dim_feedforward=64)
         return DiffMST(DiffMSTConfig(config.sample_rate, enc, ctl))
     return getattr(DiffMST, config.preset)(config.sample_rate)
+
+
+def warm_start(path: str | os.PathLike) -> DiffMST:
+    """The model of checkpoint ``path`` with its weights, for ``--init``.
+
+    A checkpoint written before the controller had style descriptors lacks their
+    projections; they keep their zero initialisation, so the run starts from exactly
+    the checkpoint's behaviour. Any other missing or unknown weight is an error.
+    """
+    return DiffMST.load_checkpoint(path, may_lack=(DESCRIPTOR_WEIGHTS,))
 
 
 def setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
@@ -265,6 +276,15 @@ def training_songs(config: TrainConfig, out: Path, rank: int, world: int, progre
             for song in load_songs(root.resolve(), subset="train", split="train", sample_rate=config.sample_rate)]
 
 
+def build_optimizer(model: DiffMST, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW at ``config.lr``; the style-descriptor projections at ``config.descriptor_lr``
+    if given: fine-tuned into a trained model from zero, they need more than its rate."""
+    descriptor = [p for name, p in model.named_parameters() if name.startswith(DESCRIPTOR_WEIGHTS)]
+    others = [p for name, p in model.named_parameters() if not name.startswith(DESCRIPTOR_WEIGHTS)]
+    groups = [{"params": others}, {"params": descriptor, "lr": config.descriptor_lr or config.lr}]
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
 def initial_state(config: TrainConfig, device: torch.device, ckpt: dict | None, out: Path, rank: int
                   ) -> tuple[DiffMST, torch.optim.Optimizer, int, list[dict]]:
     """``(model, optimizer, start step, log history)``: fresh from the seed, or as the
@@ -273,7 +293,7 @@ def initial_state(config: TrainConfig, device: torch.device, ckpt: dict | None, 
     random.seed(config.seed)
     np.random.seed(config.seed)
     model = build_model(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = build_optimizer(model, config)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
