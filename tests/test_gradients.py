@@ -161,3 +161,23 @@ def test_compressor_gradients_are_finite_on_silence_and_at_range_edges(edge):
     x_grad, settings_grad = torch.autograd.grad(y.square().sum() + y.sum(), (x, settings))
     assert torch.isfinite(y).all() and torch.isfinite(x_grad).all() and torch.isfinite(settings_grad).all()
     assert (y[0] == 0).all() and settings_grad[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("length, n", [(100, 100), (101, 101), (37, 60), (37, 61)])
+def test_real_fft_backward_equals_autograd_of_rfft(length, n):
+    """dsp.fftconv.real_fft (EQ convolution, loudness) computes rfft's gradient with one
+    irfft: the same values as PyTorch's complex-FFT backward, for even and odd sizes."""
+    from diffmst_lite.dsp.fftconv import real_fft
+
+    generator = torch.Generator().manual_seed(length + n)
+    x = torch.randn(3, length, dtype=torch.float64, generator=generator, requires_grad=True)
+    weights = torch.randn(3, n // 2 + 1, dtype=torch.complex128, generator=generator)
+
+    def loss(spectrum):  # touches real and imaginary parts, DC and Nyquist included
+        return (spectrum * weights).real.sum() + spectrum.abs().square().sum()
+
+    expected, = torch.autograd.grad(loss(torch.fft.rfft(x, n=n)), x)
+    got, = torch.autograd.grad(loss(real_fft(x, n)), x)
+    assert torch.equal(real_fft(x, n), torch.fft.rfft(x, n=n))
+    assert torch.allclose(got, expected, rtol=0, atol=1e-11)
+    assert torch.autograd.gradcheck(lambda signal: real_fft(signal, n).abs(), x[:1].detach().requires_grad_())

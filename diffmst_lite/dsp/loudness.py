@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from diffmst_lite.dsp.biquads import k_weighting, k_weighting_power
+from diffmst_lite.dsp.fftconv import real_fft
 from diffmst_lite.files.audio import validate_audio
 
 SILENCE_LUFS = -70.0  # BS.1770's absolute gate: anything quieter counts as silence
@@ -73,7 +74,7 @@ def loudness(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """
     x = validate_audio(x, "loudness input", dims=3)
     n = x.shape[-1]
-    spectrum = torch.fft.rfft(x, n=n)
+    spectrum = real_fft(x, n)
     weight = k_weighting_power(sample_rate, spectrum.shape[-1], x.device).to(x.dtype)
     # rfft keeps one side: every bin but DC (and Nyquist for even n) counts twice.
     sides = torch.full_like(weight, 2.0)
