@@ -9,6 +9,8 @@ with finite gradients, on silence and on mono-in-stereo signals.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from diffmst_lite.dsp.loudness import rms_db
@@ -96,6 +98,13 @@ def bark_filterbank(sample_rate: float, n_fft: int, num_bands: int = NUM_BARK_BA
 
     A band narrower than the bin spacing takes the nearest bin, so no band is empty.
     """
+    return _bark_filterbank(sample_rate, n_fft, num_bands).clone()
+
+
+@functools.lru_cache(maxsize=16)
+def _bark_filterbank(sample_rate: float, n_fft: int, num_bands: int) -> torch.Tensor:
+    """:func:`bark_filterbank`, built once per shape (a loop over bands, about 1 ms) and
+    shared by every loss and descriptor call: callers must not modify it."""
     edges = bark_band_edges(sample_rate, num_bands)
     freqs = torch.fft.rfftfreq(n_fft, 1.0 / sample_rate).double()
     bank = torch.zeros(num_bands, freqs.numel(), dtype=torch.float64)
@@ -143,7 +152,7 @@ def log_bark_bands(signals: torch.Tensor, sample_rate: float, n_fft: int = 2048,
     window = torch.hann_window(n_fft, device=signals.device, dtype=signals.dtype)
     spec = torch.stft(signals, n_fft, hop, window=window, return_complex=True, center=True, pad_mode="constant")
     magnitude = torch.sqrt(spec.real.square() + spec.imag.square() + EPS * EPS).mean(-1) / (window.sum() / 2)
-    bank = bark_filterbank(sample_rate, n_fft).to(signals.device, signals.dtype)
+    bank = _bark_filterbank(sample_rate, n_fft, NUM_BARK_BANDS).to(signals.device, signals.dtype)
     return torch.log(magnitude @ bank.T + LOG_FLOOR)
 
 

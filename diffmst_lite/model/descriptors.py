@@ -38,8 +38,8 @@ TRACK_DESCRIPTOR_SIZE = NUM_BARK_BANDS + 1  # Bark spectrum and RMS level (25)
 _BARK_CENTRE, _BARK_SCALE = -7.0, 2.0
 
 
-def _scaled_bark(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
-    return (bark_spectrum(x, sample_rate) - _BARK_CENTRE) / _BARK_SCALE
+def _scaled(log_bark: torch.Tensor) -> torch.Tensor:
+    return (log_bark - _BARK_CENTRE) / _BARK_SCALE
 
 
 def mix_descriptor(mix: torch.Tensor, sample_rate: float) -> torch.Tensor:
@@ -50,10 +50,14 @@ def mix_descriptor(mix: torch.Tensor, sample_rate: float) -> torch.Tensor:
     side/mid energy ratio, floored at -60 dB, / 3, and the width itself, clipped at
     2) and the stereo imbalance (1, in [-1, 1]).
     """
-    x = loudness_normalize(mix, sample_rate, DESCRIPTOR_LUFS)
+    return _normalised_mix_descriptor(loudness_normalize(mix, sample_rate, DESCRIPTOR_LUFS), sample_rate)
+
+
+def _normalised_mix_descriptor(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
+    """:func:`mix_descriptor` of a mix ``x`` already at -16 LUFS."""
     width = stereo_width(x)
     return torch.cat([
-        _scaled_bark(x, sample_rate).flatten(1),
+        _scaled(bark_spectrum(x, sample_rate)).flatten(1),
         crest_factor(x) / 20.0,
         (torch.log10(width + 1e-6) / 3.0)[:, None],
         width.clamp(max=2.0)[:, None],
@@ -80,16 +84,15 @@ def track_descriptors(tracks: torch.Tensor, mask: torch.Tensor | None, sample_ra
     if mask is not None:
         tracks = tracks * mask.unsqueeze(-1).to(tracks.dtype)
     total = tracks.sum(1, keepdim=True).expand(B, 2, N)
-    gain = torch.pow(10.0, (DESCRIPTOR_LUFS - loudness(total, sample_rate)) / 20.0)
-    scaled = tracks * gain[:, None, None]
+    gain = torch.pow(10.0, (DESCRIPTOR_LUFS - loudness(total, sample_rate)) / 20.0)[:, None, None]
+    scaled = tracks * gain
     # hop of half the window: a long-term average needs no finer time grid
-    bark = log_bark_bands(scaled.reshape(B * T, N), sample_rate, hop=1024).view(B, T, NUM_BARK_BANDS)
-    bark = (bark - _BARK_CENTRE) / _BARK_SCALE
+    bark = _scaled(log_bark_bands(scaled.reshape(B * T, N), sample_rate, hop=1024)).view(B, T, NUM_BARK_BANDS)
     level = (rms_db(scaled) / 20.0 + 1.0).clamp(min=-3.0)
     per_track = torch.cat([bark, level.unsqueeze(-1)], dim=-1)
     if mask is not None:
         per_track = per_track * mask.unsqueeze(-1).to(per_track.dtype)
-    return per_track, mix_descriptor(total, sample_rate)
+    return per_track, _normalised_mix_descriptor(total * gain, sample_rate)  # the same gain brings the sum there
 
 
 @torch.no_grad()

@@ -163,7 +163,7 @@ class DiffMST(nn.Module):
         ckpt = read_checkpoint(path, map_location)
         model = cls.from_config(ckpt["config"], **kwargs)
         missing, unknown = model.load_state_dict(ckpt["model"], strict=False)
-        missing = [name for name in missing if not name.startswith(may_lack)] if may_lack else missing
+        missing = [name for name in missing if not name.startswith(may_lack)]  # () matches nothing
         if missing and not unknown and all(name.startswith(DESCRIPTOR_WEIGHTS) for name in missing):
             raise ValueError(f"{path}: a checkpoint from before the style descriptors (2026-12) has no weights "
                              f"for them; continue training it with `diffmst-lite train --init {path}`")
