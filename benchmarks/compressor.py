@@ -30,6 +30,7 @@ from typing import Callable
 
 import torch
 
+from common import spread
 from diffmst_lite.console import params
 from diffmst_lite.dsp import dynamics
 
@@ -58,10 +59,6 @@ def timed(fn: Callable[[], None]) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.thread_time()
     fn()
     return time.perf_counter() - wall, time.thread_time() - cpu
-
-
-def spread(values: list[float]) -> str:
-    return f"{min(values):.3f} / {statistics.median(values):.3f} / {max(values):.3f}"
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from typing import Callable
 
 import torch
 
+from common import spread
 from diffmst_lite.console import MixingConsole
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,10 +72,6 @@ def timed(fn: Callable[[], None]) -> tuple[float, int]:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-
-
-def spread(values: list[float]) -> str:
-    return f"{min(values):.3f} / {statistics.median(values):.3f} / {max(values):.3f}"
 
 
 def main() -> None:

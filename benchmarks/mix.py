@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from common import spread
 
 
 def write_song(folder: Path, seconds: float, sample_rate: int) -> list[Path]:
@@ -95,7 +96,7 @@ def main() -> None:
     print(f"| python + imports | {startup:.2f} | |")
     for label, values in times.items():
         median = statistics.median(values)
-        print(f"| {label} | {min(values):.2f} / {median:.2f} / {max(values):.2f} | {args.seconds / median:.1f} |")
+        print(f"| {label} | {spread(values, digits=2)} | {args.seconds / median:.1f} |")
     mix = statistics.median(times["mix: predict + render"])
     target = 5.0 * args.seconds / 180.0  # 5 s for a 3-minute song
     print(f"\nSUMMARY mix of {args.seconds:.0f} s, 8 tracks @ {args.sample_rate} Hz: median {mix:.2f} s "
