@@ -30,9 +30,12 @@ def load_tracks(paths: list[str]) -> tuple[torch.Tensor, list[str], int]:
     Raises:
         CommandError: files with different sample rates or lengths, or more than 2 channels.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     tracks, names, rates, lengths = [], [], {}, {}
-    for path in paths:
-        audio, rate = load_audio(path)
+    with ThreadPoolExecutor(min(len(paths), torch.get_num_threads()) or 1) as pool:  # decoding releases the GIL
+        loaded = list(pool.map(load_audio, paths))  # the first file that fails raises, as in a loop
+    for path, (audio, rate) in zip(paths, loaded):
         rates[path], lengths[path] = rate, audio.shape[-1]
         stem = Path(path).stem
         if audio.shape[0] == 1:
@@ -286,6 +289,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4)")
     p.add_argument("--descriptor-lr", type=float, help="learning rate of the style-descriptor projections "
                    "(default: --lr; higher when fine-tuning them into a checkpoint without them)")
+    p.add_argument("--own-mix", type=float, metavar="SHARE",
+                   help="Method 1: share of examples whose reference and target are the song's own mix "
+                   "(mixture.wav) instead of a random console mix (default 0; beyond the paper)")
     p.add_argument("--sample-rate", type=int, help="Hz (default 22050)")
     p.add_argument("--preset", choices=("lite", "paper", "tiny"), help="model size (default lite)")
     p.add_argument("--af-weight", type=float, help="weight of AF in mrstft+af (default 1)")

@@ -291,6 +291,15 @@ def test_chunked_strips_give_the_same_mix_and_gradients(monkeypatch):
     chunked_grad, = torch.autograd.grad(chunked.square().mean(), track_params)
     assert torch.allclose(chunked, mix, atol=1e-6) and torch.allclose(wet.sum(1), console.mix_tracks(tracks, track_params), atol=1e-6)
     assert torch.allclose(chunked_grad, grad, rtol=1e-4, atol=1e-7)
+    # rendering (no gradients) runs the chunks on several threads: the same sum (in chunk order)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            rendered = console(tracks, track_params, master_params)
+        torch.testing.assert_close(rendered, chunked.detach(), rtol=1e-6, atol=1e-8)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("sample_rate", [22050, 44100, 48000])
@@ -327,3 +336,28 @@ def test_sheet_limiter_field_is_optional_and_validated():
         sheet_to_params({**sheet, "limiter": {**limited["limiter"], "ceiling_dbtp": 3.0}})
     with pytest.raises(SheetError, match="sheet.limiter: missing field 'release_ms'"):
         sheet_to_params({**sheet, "limiter": {"gain_db": 0.0, "ceiling_dbtp": -1.0}})
+
+
+@pytest.mark.parametrize("length", [3000, 13_000, 50_003])  # one FFT; 3 and 9 overlap-added blocks
+def test_fft_convolution_is_linear_convolution(length):
+    """The EQ's FFT convolution equals direct convolution cut to the input's length, with and
+    without gradients (the in-place rendering path and the differentiable one)."""
+    import numpy as np
+
+    from diffmst_lite.dsp.fftconv import fft_convolve
+
+    g = torch.Generator().manual_seed(length)
+    x, h = torch.randn(2, 3, length, generator=g, dtype=torch.float64), torch.randn(2, 2001, generator=g,
+                                                                                  dtype=torch.float64)
+    expected = np.stack([[np.convolve(x[b, c], h[b])[:length] for c in range(3)] for b in range(2)])
+    with torch.no_grad():
+        torch.testing.assert_close(fft_convolve(x, h).numpy(), expected, rtol=1e-9, atol=1e-9)
+    x.requires_grad_(), h.requires_grad_()
+    y = fft_convolve(x, h)
+    torch.testing.assert_close(y.detach().numpy(), expected, rtol=1e-9, atol=1e-9)
+    weights = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    (y * weights).sum().backward()
+    # d/dx of sum(w * (x * h)) is the correlation of w with h, cut to the input's span
+    flipped = np.stack([[np.convolve(weights[b, c].flip(0), h[b].detach())[:length] for c in range(3)]
+                        for b in range(2)])
+    torch.testing.assert_close(x.grad.numpy(), flipped[..., ::-1].copy(), rtol=1e-8, atol=1e-8)

@@ -6,6 +6,7 @@
   static curve of :func:`.dynamics.compressor`.
 * :func:`side_chain_backward`: the gradient of the whole side chain (detector, curve,
   smoothing) in one reverse-time loop per row.
+* :func:`interpolated_peaks`: the true-peak meter of :mod:`.limiter` (4x oversampling).
 
 :class:`.dynamics._SideChain` runs them in place of about ten full-length torch
 passes forward and again backward (each with a ``(batch, samples)`` temporary, and
@@ -14,7 +15,8 @@ torchcomp's backward through torchlpc). Between the forward loops, torch's vecto
 all the loops together (15 against 7 ns per sample).
 
 All are single-threaded (numba's worker threads would compete with PyTorch's on the
-same cores, docs/design.md §4.3) and compiled with ``cache=True``: a new process loads
+same cores, docs/design.md §4.3), release the GIL (so that Python threads can run
+two of them at once when rendering) and are compiled with ``cache=True``: a new process loads
 machine code from numba's cache (``__pycache__`` next to this file, or
 ``NUMBA_CACHE_DIR`` when set) instead of compiling again. This module is imported
 only when a compressor first runs (importing it starts numba). The scalars of every
@@ -33,7 +35,7 @@ DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 log10(p) == ln(p) * this
 NEPER_PER_DB_AMPLITUDE = math.log(10.0) / 20.0  # 10 ** (db / 20) == exp(db * this)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def attack_release(x: np.ndarray, zi: np.ndarray, at: np.ndarray, rt: np.ndarray) -> tuple:
     """``y[b, t] = y[b, t-1] + c * (x[b, t] - y[b, t-1])`` with ``c = at[b]`` while ``x < y`` (attack)
     and ``rt[b]`` otherwise (release); ``y[b, -1] = zi[b]``.
@@ -62,7 +64,7 @@ def attack_release(x: np.ndarray, zi: np.ndarray, at: np.ndarray, rt: np.ndarray
     return y, attacking
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def detector(x: np.ndarray, silence: float, coefficient: np.ndarray) -> np.ndarray:
     """The RMS level detector: ``d[b, t] = d[b, t-1] + c (p[b, t] - d[b, t-1])``, ``d[b, -1] = 0``.
 
@@ -91,7 +93,7 @@ def detector(x: np.ndarray, silence: float, coefficient: np.ndarray) -> np.ndarr
     return detected
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _curve(log_power: float, threshold_db: float, knee: float, half_per_knee: float) -> tuple:
     """The soft-knee curve (Giannoulis et al. 2012, as :func:`.dynamics.gain_computer`) at one sample.
 
@@ -103,7 +105,7 @@ def _curve(log_power: float, threshold_db: float, knee: float, half_per_knee: fl
     return over, inside, inside * inside * half_per_knee + max(over - knee / 2, 0.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def gain_exponent(
     log_power: np.ndarray, threshold_db: np.ndarray, ratio: np.ndarray, knee_db: np.ndarray,
 ) -> np.ndarray:
@@ -126,7 +128,7 @@ def gain_exponent(
     return exponent
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def side_chain_backward(
     x: np.ndarray, detector: np.ndarray, threshold_db: np.ndarray, ratio: np.ndarray, knee_db: np.ndarray,
     attack: np.ndarray, release: np.ndarray, detected: np.ndarray, log_power: np.ndarray, target: np.ndarray,
@@ -187,3 +189,34 @@ def side_chain_backward(
         grads[3, b] = attack_sum
         grads[4, b] = release_sum
     return grad_x, grads
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def interpolated_peaks(padded: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """``peaks[n]``: the largest |value| of one channel from sample ``n`` up to ``n + 1``:
+    the sample itself and the interpolated values between it and the next one.
+
+    Args:
+        padded: ``(samples + 2 * reach,)`` float32, the channel with ``reach`` zeros on each side.
+        phases: ``(phases, 2 * reach + 1)`` float64: the interpolation filter of each
+            in-between position (``polyphase_kernel`` without its phase 0).
+
+    Returns:
+        ``(samples,)`` float32. One pass over the audio, each sum in a register
+        (``fastmath`` lets the short sums over taps use SIMD; the input is finite), where
+        shifted copies added in torch pass over the whole song once per tap and phase.
+    """
+    num_phases, taps = phases.shape
+    reach = (taps - 1) // 2
+    samples = padded.shape[0] - 2 * reach
+    weights = phases.astype(np.float32)
+    peaks = np.empty(samples, np.float32)
+    for n in range(samples):
+        peak = abs(padded[n + reach])
+        for p in range(num_phases):
+            value = np.float32(0.0)
+            for k in range(taps):
+                value += weights[p, k] * padded[n + k]
+            peak = max(peak, abs(value))
+        peaks[n] = peak
+    return peaks

@@ -76,9 +76,11 @@ def fft_convolve(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         spectrum = real_fft(x, size) * real_fft(h, size).unsqueeze(1)
         return torch.fft.irfft(spectrum, n=size)[..., :n]
     frames = -(-n // block)
-    blocks = torch.nn.functional.pad(x, (0, frames * block - n)).reshape(*x.shape[:2], frames, block)
-    spectrum = real_fft(blocks, size) * real_fft(h, size)[:, None, None, :]
+    blocks = torch.nn.functional.pad(x, (0, frames * block - n)).unflatten(-1, (frames, block))
+    spectrum, response = real_fft(blocks, size), real_fft(h, size)[:, None, None, :]
+    # in place where no gradient needs the operands (rendering): one song-sized complex tensor fewer
+    spectrum = spectrum * response if spectrum.requires_grad or response.requires_grad else spectrum.mul_(response)
     out = torch.fft.irfft(spectrum, n=size)  # (batch, C, frames, size): block + tail of `taps`
-    tails = torch.nn.functional.pad(out[..., block:], (0, block - taps))  # each tail, padded to a block
-    tails = torch.nn.functional.pad(tails[..., :-1, :], (0, 0, 1, 0))  # moved on to the next block
-    return (out[..., :block] + tails).reshape(*x.shape[:2], frames * block)[..., :n]
+    mixed = out[..., :block].clone()
+    mixed[..., 1:, :taps] += out[..., :-1, block:]  # each block's tail runs into the next block
+    return mixed.flatten(-2)[..., :n]

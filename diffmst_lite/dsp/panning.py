@@ -39,4 +39,4 @@ def pan(x: torch.Tensor, pan_position: torch.Tensor) -> torch.Tensor:
     Chapter 2: Gain and panning.
     """
     left, right = pan_gains(pan_position)
-    return torch.stack([x * left[:, None], x * right[:, None]], 1)
+    return x[:, None, :] * torch.stack([left, right], 1)[:, :, None]  # one product, no stacked copy
