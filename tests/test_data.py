@@ -156,6 +156,32 @@ def test_method1_deterministic_and_track_limits(songs):
     assert all(2 <= c <= 3 for c in counts)
 
 
+def test_method1_own_mix_uses_the_songs_mixture(songs, extra_root):
+    ds = Method1Dataset(songs, SECONDS, max_tracks=8, examples=4, seed=3, own_mix=1.0)
+    n = round(SECONDS * SR / 2)
+    for i in range(4):
+        ex = ds[i]
+        assert ex["own_mix"] and ex["tracks"].shape[0] == 8  # every non-silent track: the mix holds them all
+        song = next(s for s in songs if s.name == ex["song"])
+        tracks, mix = song.audio(ex["start"], 2 * n)
+        assert torch.equal(ex["tracks"], torch.from_numpy(tracks[ex["track_ids"].numpy(), n:]))
+        assert torch.equal(ex["reference"], torch.from_numpy(mix[:, :n]))
+        assert torch.equal(ex["target"], torch.from_numpy(mix[:, n:]))
+        assert ex["track_params"].isnan().all() and ex["master_params"].isnan().all()  # no true settings
+    # a song with more tracks than max_tracks cannot be remixed from a subset: a random mix instead
+    (big,) = load_songs(extra_root, sample_rate=SR)
+    ex = Method1Dataset([big], SECONDS, max_tracks=8, examples=1, own_mix=1.0)[0]
+    assert not ex["own_mix"] and ex["track_params"].isfinite().all()
+    # own_mix=0 draws exactly the examples of a run without the option
+    a, b = Method1Dataset(songs, SECONDS, examples=3, seed=1), Method1Dataset(songs, SECONDS, examples=3, seed=1,
+                                                                             own_mix=0.0)
+    assert torch.equal(a[1]["target"], b[1]["target"]) and not b[1]["own_mix"]
+    half = Method1Dataset(songs, SECONDS, examples=40, seed=0, own_mix=0.5)
+    assert 8 <= sum(half[i]["own_mix"] for i in range(40)) <= 32
+    with pytest.raises(ValueError, match="own_mix"):
+        Method1Dataset(songs, SECONDS, own_mix=1.5)
+
+
 @pytest.fixture
 def silent_root(root, tmp_path):
     """A copy of a song with silent vocals, and a song with only silent stems."""

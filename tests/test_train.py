@@ -98,6 +98,17 @@ def test_parameter_loss_trains_without_the_console(tmp_path, songs):
     assert losses[-1] < 0.5 * losses[0], f"param loss fell only from {losses[0]:.4f} to {losses[-1]:.4f}"
 
 
+def test_own_mix_trains_on_the_songs_own_mixes(tmp_path, songs):
+    for bad in (dict(own_mix=0.5, loss="param"), dict(own_mix=0.5, method=2), dict(own_mix=-0.1)):
+        with pytest.raises(ValueError, match="own.mix"):
+            TrainConfig(**bad)
+    # 8 tracks: every segment's tracks fit, so every example's target is the song's own mix
+    own, console = (train(tiny(tmp_path / name, steps=2, loss="af", tracks=8, own_mix=share), songs=songs,
+                          progress=False)["history"] for name, share in (("own", 1.0), ("console", 0.0)))
+    assert all(torch.isfinite(torch.tensor(row["loss"])) for row in own)
+    assert own[0]["loss"] != console[0]["loss"]
+
+
 def test_resume_is_bit_exact(tmp_path, songs):
     n = 2
     straight = train(tiny(tmp_path / "a", steps=2 * n, loss="mrstft+af", af_weight=0.5), songs=songs,

@@ -64,18 +64,19 @@ class _SegmentDataset(torch.utils.data.Dataset):
         return tracks, mix, start
 
     def _tracks(self, songs: Sequence[Song], num: int, g: torch.Generator,
-                min_tracks: int) -> tuple[Song, np.ndarray, np.ndarray, int]:
+                min_tracks: int) -> tuple[Song, np.ndarray, np.ndarray, int, np.ndarray | None]:
         """A segment of a random song whose non-silent tracks number at least
         ``min_tracks`` (10 tries; else the best try, and never zero tracks).
-        Returns song, tracks ``(T, num)``, indices of the active tracks, start."""
+        Returns song, tracks ``(T, num)``, indices of the active tracks, start, and
+        the song's own mix of the segment ``(2, num)`` (None if it has none)."""
         best = None
         for _ in range(10):
             song = songs[self._randint(0, len(songs) - 1, g)]
-            tracks, _, start = self._segment(song, num, g)
+            tracks, mix, start = self._segment(song, num, g)
             level = rms_db(tracks)
             active = np.flatnonzero(level > self.silence_db)
             if best is None or len(active) > len(best[2]):
-                best = (song, tracks, active if len(active) else np.array([int(level.argmax())]), start)
+                best = (song, tracks, active if len(active) else np.array([int(level.argmax())]), start, mix)
             if len(active) >= min_tracks:
                 break
         if best[1].shape[0] == 0:
@@ -100,23 +101,33 @@ class Method1Dataset(_SegmentDataset):
     ``MixingConsole`` with random settings (``RandomParamConfig`` ``config``), and
     tracks and mix are split into halves A and B of ``seconds / 2``.
 
+    ``own_mix`` (beyond the paper): the probability that an example uses the song's
+    own mix (``mixture.wav``: the producer's or composer's balance) instead of a random
+    console mix, when the song has one and all its non-silent tracks of the segment fit
+    in ``max_tracks`` (the own mix holds every track, so none may be left out). Such an
+    example teaches what human mixes sound like; it has no true settings
+    (``track_params`` and ``master_params`` are NaN, ``own_mix`` is True).
+
     Item (``n = round(seconds * sample_rate / 2)`` samples):
         ``tracks (T, n)`` tracks of half B; ``reference (2, n)`` mix of half A;
         ``target (2, n)`` mix of half B; ``track_params (T, P)``, ``master_params (Pm,)``
-        in [0, 1]; ``track_names`` list, ``song`` name, ``start`` (sample of the segment
-        start in the song), ``track_ids (T,)`` indices into ``song.track_names``.
+        in [0, 1]; ``own_mix`` bool; ``track_names`` list, ``song`` name, ``start``
+        (sample of the segment start in the song), ``track_ids (T,)`` indices into
+        ``song.track_names``.
 
     Chapter 11: Method 1: self-supervised random mixes.
     """
 
     def __init__(self, songs: Sequence[Song], seconds: float = 10.0, max_tracks: int = 8, examples: int = 1000,
                  seed: int = 0, silence_db: float = -60.0, random_tracks: bool = False, min_tracks: int = 1,
-                 config=None):
+                 config=None, own_mix: float = 0.0):
         super().__init__(songs, seconds, examples, seed, silence_db)
         from diffmst_lite.console.mixer import MixingConsole
 
+        if not 0.0 <= own_mix <= 1.0:
+            raise ValueError(f"own_mix is a probability in [0, 1], got {own_mix}")
         self.max_tracks, self.min_tracks, self.random_tracks = max_tracks, min_tracks, random_tracks
-        self.config = config
+        self.config, self.own_mix = config, float(own_mix)
         self.console = MixingConsole(self.sample_rate)
         self.half = round(self.seconds * self.sample_rate / 2)
 
@@ -124,17 +135,27 @@ class Method1Dataset(_SegmentDataset):
         from diffmst_lite.console.params import random_master_params, random_track_params
 
         g = self._generator(index)
-        song, tracks, active, start = self._tracks(self.songs, 2 * self.half, g, self.min_tracks)
-        low = self.min_tracks if self.random_tracks else self.max_tracks
-        ids = self._choose(active, low, self.max_tracks, g)
+        song, tracks, active, start, own = self._tracks(self.songs, 2 * self.half, g, self.min_tracks)
+        # drawn only when asked for, so that runs without own mixes keep their examples
+        use_own = (self.own_mix > 0 and own is not None and len(active) <= self.max_tracks
+                   and float(torch.rand((), generator=g)) < self.own_mix)
+        if use_own:
+            ids = active
+        else:
+            low = self.min_tracks if self.random_tracks else self.max_tracks
+            ids = self._choose(active, low, self.max_tracks, g)
         x = torch.from_numpy(tracks[ids]).unsqueeze(0)
         track_params = random_track_params(1, len(ids), self.sample_rate, generator=g, config=self.config)
         master_params = random_master_params(1, self.sample_rate, generator=g, config=self.config)
-        with torch.no_grad():
-            mix = self.console(x, track_params, master_params)[0]
+        if use_own:
+            mix = torch.from_numpy(own)
+            track_params, master_params = track_params.fill_(float("nan")), master_params.fill_(float("nan"))
+        else:
+            with torch.no_grad():
+                mix = self.console(x, track_params, master_params)[0]
         n = self.half
         return {"tracks": x[0, :, n:].clone(), "reference": mix[:, :n].clone(), "target": mix[:, n:].clone(),
-                "track_params": track_params[0], "master_params": master_params[0],
+                "track_params": track_params[0], "master_params": master_params[0], "own_mix": use_own,
                 "track_names": [song.track_names[i] for i in ids], "song": song.name, "start": start,
                 "track_ids": torch.from_numpy(ids)}
 
@@ -172,7 +193,7 @@ class Method2Dataset(_SegmentDataset):
 
     def __getitem__(self, index: int) -> dict:
         g = self._generator(index)
-        song, tracks, active, start = self._tracks(self.songs, self.num, g, self.min_tracks)
+        song, tracks, active, start, _ = self._tracks(self.songs, self.num, g, self.min_tracks)
         ids = self._choose(active, self.min_tracks, self.max_tracks, g)
         others = [r for r in self.references if r is not song and r.name != song.name]
         if not others:

@@ -58,7 +58,7 @@ from diffmst_lite.training.rundir import plot_log, read_log, save_checkpoint, se
 LOSSES = ("mrstft", "af", "mrstft+af", "param")
 # settings a resumed run must share with the checkpoint (steps, logging, workers may change)
 FIXED_ON_RESUME = ("method", "loss", "tracks", "seconds", "sample_rate", "batch_size", "preset", "seed",
-                   "af_weight", "lr", "descriptor_lr", "target_lufs")
+                   "af_weight", "lr", "descriptor_lr", "target_lufs", "own_mix")
 
 
 @dataclass
@@ -94,6 +94,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads, set for the process (0: torch's default); see module doc
     overfit: bool = False  # train on the first batch only: a sanity check, the loss must fall
     references: str | None = None  # Method 2: a folder of full mixes as references
+    own_mix: float = 0.0  # Method 1: share of examples whose reference is the song's own mix (beyond the paper)
     device: str | None = None  # None: cuda:LOCAL_RANK if available, else cpu
 
     def __post_init__(self) -> None:
@@ -107,6 +108,9 @@ class TrainConfig:
             (self.sample_rate >= 8000, f"sample_rate must be at least 8000 Hz, got {self.sample_rate}"),
             (min(self.steps, self.batch_size, self.tracks) >= 1, "steps, batch_size and tracks must be positive"),
             (self.seconds > 0, f"seconds must be positive, got {self.seconds}"),
+            (0.0 <= self.own_mix <= 1.0, f"own_mix is a share of examples in [0, 1], got {self.own_mix}"),
+            (self.own_mix == 0 or (self.method == 1 and self.loss != "param"),
+             "--own-mix needs Method 1 and a loss on audio (own mixes have no true settings)"),
         ]:
             if not ok:
                 raise ValueError(message)
@@ -164,7 +168,8 @@ def toy_songs(root: Path, sample_rate: int, seconds: float, seed: int, progress:
 
 def build_dataset(config: TrainConfig, songs: Sequence, examples: int) -> torch.utils.data.Dataset:
     if config.method == 1:
-        return Method1Dataset(songs, config.seconds, max_tracks=config.tracks, examples=examples, seed=config.seed)
+        return Method1Dataset(songs, config.seconds, max_tracks=config.tracks, examples=examples, seed=config.seed,
+                              own_mix=config.own_mix)
     return Method2Dataset(songs, config.seconds, min_tracks=min(4, config.tracks), max_tracks=config.tracks,
                           references=config.references, examples=examples, seed=config.seed)
 
