@@ -104,6 +104,8 @@ def report_mix(path: str, mix: torch.Tensor, rate: int, num_tracks: int) -> None
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from diffmst_lite.files.audio import resample
     from diffmst_lite.mixing.inference import (
         load_model,
@@ -122,8 +124,11 @@ def cmd_mix(args: argparse.Namespace) -> None:
     if args.optimize and args.checkpoint:
         raise CommandError("use either --checkpoint or --optimize, not both")
     start_warm_up()
-    tracks, names, rate = load_tracks(args.tracks)
-    reference, ref_rate = load_audio(args.reference)
+    with ThreadPoolExecutor(1, thread_name_prefix="diffmst-model") as pool:  # loads while the files are read
+        model = None if args.optimize else pool.submit(load_model, args.checkpoint)
+        tracks, names, rate = load_tracks(args.tracks)
+        reference, ref_rate = load_audio(args.reference)
+        model = model and model.result()
     if reference.shape[0] == 1:
         reference = reference.expand(2, -1)
     elif reference.shape[0] != 2:
@@ -133,7 +138,7 @@ def cmd_mix(args: argparse.Namespace) -> None:
     if args.optimize:
         sheet = optimize_sheet(tracks, reference, rate, names, args.excerpt, args.steps)
     else:
-        sheet, moved = predict_sheet(load_model(args.checkpoint), tracks, reference, rate, names, args.excerpt)
+        sheet, moved = predict_sheet(model, tracks, reference, rate, names, args.excerpt)
         if moved:
             print(f"note: {moved} predicted settings lay outside their range at {rate} Hz and were moved to "
                   "its edge", file=sys.stderr)

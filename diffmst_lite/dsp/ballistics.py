@@ -220,3 +220,54 @@ def interpolated_peaks(padded: np.ndarray, phases: np.ndarray) -> np.ndarray:
             peak = max(peak, abs(value))
         peaks[n] = peak
     return peaks
+
+
+@numba.njit(cache=True, nogil=True)
+def limiter_gain(peaks: np.ndarray, ceiling: float, reach: int, release: float) -> np.ndarray:
+    """The look-ahead limiter's gain (:func:`.limiter.limit_true_peak`) from the true peaks.
+
+    Args:
+        peaks: ``(samples,)`` float32, the true peak around each sample (:func:`interpolated_peaks`).
+        ceiling: the highest peak allowed (linear).
+        reach: look-ahead in samples (>= 1).
+        release: the one-pole release coefficient in (0, 1].
+
+    Returns:
+        ``(samples,)`` float32 gain <= 1: per sample the gain its peak needs
+        (``min(1, ceiling / peak)``), its minimum over ``[n, n + reach]`` (1 beyond the
+        end), an instant-attack / one-pole-release recursion from 1, and the mean over
+        ``[n - reach, n]`` (the first value repeated before the start). Four passes
+        over ``(samples,)`` arrays, no temporaries of torch.
+    """
+    samples, width = peaks.shape[0], reach + 1
+    padded = -(-samples // width) * width + width  # whole blocks, and one more of 1s
+    needed = np.ones(padded)
+    for n in range(samples):
+        needed[n] = min(1.0, ceiling / max(float(peaks[n]), 1e-12))
+    # minimum over [n, n + reach] (van Herk / Gil-Werman): within blocks of `width`, a
+    # running minimum from each block's end and one from its start
+    from_end, from_start = np.empty(padded), np.empty(padded)
+    for start in range(0, padded, width):
+        low = 1.0
+        for n in range(start + width - 1, start - 1, -1):
+            low = min(low, needed[n])
+            from_end[n] = low
+        low = 1.0
+        for n in range(start, start + width):
+            low = min(low, needed[n])
+            from_start[n] = low
+    released = np.empty(samples)
+    g = 1.0
+    for n in range(samples):
+        ahead = min(from_end[n], from_start[n + width - 1])
+        coefficient = 1.0 if ahead < g else release
+        g *= 1 - coefficient
+        g += coefficient * ahead
+        released[n] = g
+    gain = np.empty(samples, np.float32)
+    total = released[0] * width  # the window [-reach, 0], the first value repeated
+    for n in range(samples):
+        if n > 0:
+            total += released[n] - released[max(n - width, 0)]
+        gain[n] = min(total / width, 1.0)
+    return gain
