@@ -1,7 +1,9 @@
 """Time one Diff-MST training step on the CPU, split into network and console shares.
 
-One step = forward (encoders -> controller -> console), AF loss against a
-target mix, backward, Adam update, at the shipped recipe's shape: Method 1 of
+One step = the package's ``train_step``, as ``diffmst-lite train`` runs it: forward
+(encoders -> controller -> console), AF loss against a target mix, backward,
+gradient clipping and the update of ``build_optimizer`` (AdamW, fused), at the
+shipped recipe's shape: Method 1 of
 Vanka et al. (ISMIR 2024) with ``--seconds 4`` (halves of 2 s), batch 4, 8 tracks,
 22.05 kHz. Both presets run in the same process:
 
@@ -15,7 +17,7 @@ Columns (min / median / max over ``--repeats`` timed runs after ``--warmup`` run
 * ``step 1 thread``: the same with ``torch.set_num_threads(1)`` (``train --threads 1``),
   interleaved with it.
 * ``network``: encoders + controller forward and backward (with a random
-  cotangent on the predicted parameters) + Adam step.
+  cotangent on the predicted parameters) + the optimiser's step.
 * ``console``: console forward + backward to the parameters (given detached
   parameters, so no network work).
 * ``loss``: AF loss forward + backward alone (given a detached mix).
@@ -43,8 +45,8 @@ from typing import Callable, Dict, List
 
 import torch
 
-from diffmst_lite.losses import AudioFeatureLoss
 from diffmst_lite.model import DiffMST
+from diffmst_lite.training.loop import StyleLoss, TrainConfig, build_optimizer, train_step
 
 
 def timed(fns: Dict[str, Callable[[], None]], warmup: int, repeats: int) -> Dict[str, Dict[str, float]]:
@@ -75,17 +77,15 @@ def timed(fns: Dict[str, Callable[[], None]], warmup: int, repeats: int) -> Dict
 def bench(name: str, model: DiffMST, batch: Dict[str, torch.Tensor], warmup: int,
           repeats: int) -> Dict[str, Dict[str, float]]:
     """Time the step and its shares for one model (see :func:`timed`)."""
-    tracks, reference, target = batch["tracks"], batch["reference"], batch["target"]
-    loss_fn = AudioFeatureLoss(model.config.sample_rate)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    tracks, reference = batch["tracks"], batch["reference"]
+    config = TrainConfig(method=1, loss="af", seconds=2 * tracks.shape[-1] / model.config.sample_rate,
+                         batch_size=len(tracks), sample_rate=model.config.sample_rate)
+    criterion = StyleLoss(config, num_samples=tracks.shape[-1])
+    opt = build_optimizer(model, config)
     model.train()
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        mix, _, _ = model(tracks, reference)
-        loss = loss_fn(mix, target)
-        loss.backward()
-        opt.step()
+        train_step(model, model, opt, criterion, batch, config, torch.device("cpu"), step=1)
 
     with torch.no_grad():
         tp0, mp0 = model.predict_params(tracks, reference)
@@ -107,7 +107,7 @@ def bench(name: str, model: DiffMST, batch: Dict[str, torch.Tensor], warmup: int
 
     def loss_only() -> None:
         mix = mix0.clone().requires_grad_()
-        loss_fn(mix, target).backward()
+        criterion(mix, batch)[0].backward()
 
     out = timed({"step": step, "step@1": step, "network": network, "console": console, "loss": loss_only},
                 warmup, repeats)
@@ -139,9 +139,10 @@ def main() -> None:
         "tracks": levels * torch.randn(args.batch, args.tracks, n),
         "reference": 0.1 * torch.randn(args.batch, 2, n),
         "target": 0.1 * torch.randn(args.batch, 2, n),
+        "mask": torch.ones(args.batch, args.tracks, dtype=torch.bool),
     }
     print(f"batch {args.batch} x {args.tracks} tracks x {args.seconds:g} s at {args.sample_rate} Hz, "
-          f"AF loss, Adam; torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"AF loss, AdamW (fused) as train builds it; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     results, params = {}, {}
     model = DiffMST.lite(args.sample_rate)

@@ -282,12 +282,14 @@ def training_songs(config: TrainConfig, out: Path, rank: int, world: int, progre
 
 
 def build_optimizer(model: DiffMST, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW at ``config.lr``; the style-descriptor projections at ``config.descriptor_lr``
+    """AdamW (fused) at ``config.lr``; the style-descriptor projections at ``config.descriptor_lr``
     if given: fine-tuned into a trained model from zero, they need more than its rate."""
     descriptor = [p for name, p in model.named_parameters() if name.startswith(DESCRIPTOR_WEIGHTS)]
     others = [p for name, p in model.named_parameters() if not name.startswith(DESCRIPTOR_WEIGHTS)]
     groups = [{"params": others}, {"params": descriptor, "lr": config.descriptor_lr or config.lr}]
-    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel over all weights instead of a dozen passes per update (CPU and CUDA)
+    fused = next(model.parameters()).device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 def initial_state(config: TrainConfig, device: torch.device, ckpt: dict | None, out: Path, rank: int
