@@ -1,12 +1,14 @@
-"""The compressor's per-sample loops as numba kernels, compiled once and cached on disk.
+"""The per-sample loops of the compressor and the limiter as numba kernels, compiled once
+and cached on disk.
 
 * :func:`attack_release`: the attack/release recursion (the smoothing of the gain,
-  the limiter's release, and :func:`.dynamics.compressor_core` without gradients).
+  and :func:`.dynamics.compressor_core` without gradients).
 * :func:`detector` and :func:`gain_exponent`: the level detector and the soft-knee
   static curve of :func:`.dynamics.compressor`.
 * :func:`side_chain_backward`: the gradient of the whole side chain (detector, curve,
   smoothing) in one reverse-time loop per row.
-* :func:`interpolated_peaks`: the true-peak meter of :mod:`.limiter` (4x oversampling).
+* :func:`interpolated_peaks` and :func:`limiter_gain`: the true-peak meter (4x
+  oversampling) and the gain of :mod:`.limiter`.
 
 :class:`.dynamics._SideChain` runs them in place of about ten full-length torch
 passes forward and again backward (each with a ``(batch, samples)`` temporary, and
@@ -15,12 +17,12 @@ torchcomp's backward through torchlpc). Between the forward loops, torch's vecto
 all the loops together (15 against 7 ns per sample).
 
 All are single-threaded (numba's worker threads would compete with PyTorch's on the
-same cores, docs/design.md §4.3), release the GIL (so that Python threads can run
-two of them at once when rendering) and are compiled with ``cache=True``: a new process loads
-machine code from numba's cache (``__pycache__`` next to this file, or
+same cores, docs/design.md §4.3), release the GIL (so that Python threads can run two
+of them at once when rendering) and are compiled with ``cache=True``: a new process
+loads machine code from numba's cache (``__pycache__`` next to this file, or
 ``NUMBA_CACHE_DIR`` when set) instead of compiling again. This module is imported
-only when a compressor first runs (importing it starts numba). The scalars of every
-loop are float64 whatever the arrays' dtype (as in torchcomp's kernel), so slow
+only when a compressor or the limiter first runs (importing it starts numba). The
+recursions' scalars are float64 whatever the arrays' dtype (as in torchcomp's kernel), so slow
 one-pole recursions do not stall on float32 rounding.
 """
 
