@@ -82,3 +82,11 @@ def test_clips_are_stored_loudness_matched():
         for clip, level in zip(clips.values(), levels):
             assert clip.info["lufs"] + clip.info["stored_gain_db"] == pytest.approx(level, abs=0.5)
             assert abs(clip.audio).max() <= 1.0
+
+
+def test_provenance_line_leaves_out_the_training_log_paths():
+    from diffmst_lite.book.results import short_command
+
+    command = "python scripts/results.py --out assets/results --training-logs p1=/runs/a/log.csv,p2=/runs/b/log.csv"
+    assert short_command(command) == "python scripts/results.py --out assets/results --training-logs p1=…,p2=…"
+    assert short_command("python scripts/results.py --out x") == "python scripts/results.py --out x"

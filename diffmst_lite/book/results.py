@@ -146,11 +146,21 @@ def checkpoint_sha256(path: str | Path | None = None) -> str:
     return hashlib.sha256(Path(path or DEFAULT_CHECKPOINT).read_bytes()).hexdigest()
 
 
+def short_command(command: str) -> str:
+    """``command`` with the paths of its ``--training-logs`` left out (``p1=…,p2=…``): a
+    page cannot wrap them, and the whole command is in ``provenance.json``."""
+    words = command.split()
+    for i, word in enumerate(words[:-1]):
+        if word == "--training-logs":
+            words[i + 1] = ",".join(item.split("=")[0] + "=…" for item in words[i + 1].split(","))
+    return " ".join(words)
+
+
 def provenance_line(result: StoredResult | dict) -> str:
     """One sentence: what was run, when, on what, with which checkpoint, how long
     (``result``: a stored setting, or a provenance dict such as :func:`stored_clips`' one)."""
     p = result if isinstance(result, dict) else result.provenance
-    return (f"`{p['command']}` at commit {p['commit']}, {p['date'][:10]}, checkpoint {p['checkpoint']} "
+    return (f"`{short_command(p['command'])}` at commit {p['commit']}, {p['date'][:10]}, checkpoint {p['checkpoint']} "
             f"(SHA-256 {p['checkpoint_sha256'][:12]}…), {p['machine']}; {p['wall_seconds'] / 60:.0f} min")
 
 
