@@ -46,7 +46,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import wave
 from pathlib import Path
 from typing import Any, Callable
 
@@ -149,14 +148,16 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: floa
         time.sleep(interval)
 
 
-def wav_balance_db(src: str) -> float:
-    """RMS of the right minus the left channel (dB) of a ``data:audio/wav;base64,`` URI."""
-    if not src.startswith("data:audio/wav;base64,"):
-        raise CheckFailed(f"the player's src is not an embedded WAV: {src[:60]!r}")
-    with wave.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as w:
-        if w.getnchannels() != 2 or w.getsampwidth() != 2:
-            raise CheckFailed(f"expected 16-bit stereo WAV, got {w.getnchannels()} channels x {w.getsampwidth()} B")
-        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2).astype(np.float64)
+def audio_balance_db(src: str) -> float:
+    """RMS of the right minus the left channel (dB) of an embedded player source,
+    ``data:audio/<format>;base64,...`` (the book's players are FLAC; WAV decodes too)."""
+    import soundfile as sf
+
+    if not (src.startswith("data:audio/") and ";base64," in src):
+        raise CheckFailed(f"the player's src is not embedded audio: {src[:60]!r}")
+    x, _ = sf.read(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), dtype="float64", always_2d=True)
+    if x.shape[1] != 2:
+        raise CheckFailed(f"expected stereo audio, got {x.shape[1]} channels")
     left, right = np.sqrt(np.mean(x**2, axis=0)) + 1e-9
     return float(20 * np.log10(right / left))
 
@@ -288,7 +289,7 @@ def run_check(tmp: Path, timeout: float, screenshot: Path | None) -> dict[str, A
                              lambda: (s := state()) and s["img"] and s["audio"] and s["img"] != before["img"]
                              and s["audio"] != before["audio"] and s, timeout)
             seconds = time.monotonic() - t
-            balance = wav_balance_db(after["audio"])
+            balance = audio_balance_db(after["audio"])
             readouts.append(after["pan"])
             moves.append({"key": name, "pan": after["pan"], "update_s": seconds, "right_minus_left_db": balance})
             if sign * balance <= 0.01:  # one step right (>= 0.08 dB for a pan step of 0.01); hard left: -5.8 dB

@@ -264,7 +264,7 @@ def test_every_player_is_labelled(tracks):
 
 
 def _played_lufs(row) -> list[float]:
-    """Loudness (LUFS) of the WAV clips embedded in an HTML row, decoded, as heard."""
+    """Loudness (LUFS) of the audio clips embedded in an HTML row, decoded, as heard."""
     import base64
     import io
     import re
@@ -274,7 +274,7 @@ def _played_lufs(row) -> list[float]:
     from diffmst_lite.dsp.loudness import integrated_loudness
 
     out = []
-    for b64 in re.findall(r"data:audio/wav;base64,([A-Za-z0-9+/=]+)", row.data):
+    for b64 in re.findall(r"data:audio/\w+;base64,([A-Za-z0-9+/=]+)", row.data):
         audio, rate = sf.read(io.BytesIO(base64.b64decode(b64)), dtype="float64")
         audio = audio.T if audio.ndim == 2 else np.stack([audio, audio])
         out.append(integrated_loudness(audio, rate))

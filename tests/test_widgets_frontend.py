@@ -36,23 +36,20 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def test_wav_balance_reads_which_side_is_louder():
+def test_audio_balance_reads_which_side_is_louder():
     import base64
     import io
-    import wave
 
     import numpy as np
+    import soundfile as sf
 
-    frames = np.zeros((1000, 2), dtype="<i2")
-    frames[:, 0], frames[:, 1] = 1000, 10000  # right channel 20 dB louder
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(frames.tobytes())
-    src = "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
-    assert load_script().wav_balance_db(src) == pytest.approx(20.0, abs=1e-6)
+    frames = np.zeros((1000, 2))
+    frames[:, 0], frames[:, 1] = 0.03, 0.3  # right channel 20 dB louder
+    for fmt, mime in (("FLAC", "flac"), ("WAV", "wav")):
+        buf = io.BytesIO()
+        sf.write(buf, frames, 8000, format=fmt, subtype="PCM_16")
+        src = f"data:audio/{mime};base64," + base64.b64encode(buf.getvalue()).decode()
+        assert load_script().audio_balance_db(src) == pytest.approx(20.0, abs=1e-3)
 
 
 def test_pan_slider_redraws_figure_and_audio_in_jupyterlab():
