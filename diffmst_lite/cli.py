@@ -30,12 +30,10 @@ def load_tracks(paths: list[str]) -> tuple[torch.Tensor, list[str], int]:
     Raises:
         CommandError: files with different sample rates or lengths, or more than 2 channels.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from diffmst_lite.dsp.threads import thread_map
 
     tracks, names, rates, lengths = [], [], {}, {}
-    with ThreadPoolExecutor(min(len(paths), torch.get_num_threads()) or 1) as pool:  # decoding releases the GIL
-        loaded = list(pool.map(load_audio, paths))  # the first file that fails raises, as in a loop
-    for path, (audio, rate) in zip(paths, loaded):
+    for path, (audio, rate) in zip(paths, thread_map(load_audio, paths)):  # decoding releases the GIL
         rates[path], lengths[path] = rate, audio.shape[-1]
         stem = Path(path).stem
         if audio.shape[0] == 1:

@@ -361,3 +361,28 @@ def test_fft_convolution_is_linear_convolution(length):
     flipped = np.stack([[np.convolve(weights[b, c].flip(0), h[b].detach())[:length] for c in range(3)]
                         for b in range(2)])
     torch.testing.assert_close(x.grad.numpy(), flipped[..., ::-1].copy(), rtol=1e-8, atol=1e-8)
+
+
+def test_thread_map_keeps_the_order_and_raises_the_first_error():
+    import threading
+
+    from diffmst_lite.dsp.threads import thread_map
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert list(thread_map(lambda i: i * i, range(20))) == [i * i for i in range(20)]
+        workers = set(thread_map(lambda _: threading.current_thread().name, range(4)))
+        assert workers and all(name.startswith("diffmst") for name in workers)
+        here = threading.current_thread().name
+        assert set(thread_map(lambda _: threading.current_thread().name, range(4), parallel=False)) == {here}
+
+        def fail_on_3(i: int) -> int:
+            if i == 3:
+                raise ValueError("item 3")
+            return i
+
+        with pytest.raises(ValueError, match="item 3"):
+            list(thread_map(fail_on_3, range(6)))
+    finally:
+        torch.set_num_threads(threads)

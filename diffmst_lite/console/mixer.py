@@ -19,9 +19,6 @@ Differences from the reference implementation, on purpose (docs/design.md §4):
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
-
 import torch
 import torch.nn as nn
 
@@ -30,6 +27,7 @@ from diffmst_lite.dsp.biquads import eq_impulse_length, parametric_eq
 from diffmst_lite.dsp.decibels import gain
 from diffmst_lite.dsp.dynamics import compressor
 from diffmst_lite.dsp.panning import pan
+from diffmst_lite.dsp.threads import thread_map
 
 CHUNK_BYTES = 24 * 2**20  # channel strips run in chunks whose temporaries stay below glibc's 32 MB mmap threshold
 
@@ -55,23 +53,6 @@ class ConsoleLayout(nn.Module):
     @property
     def num_master_params(self) -> int:
         return len(self.master_specs)
-
-
-def _rendered(strips: Callable[[slice], torch.Tensor], chunks: list[slice]) -> Iterator[torch.Tensor]:
-    """``map(strips, chunks)``; without gradients (rendering a song), several chunks at
-    once, one per PyTorch thread.
-
-    The compressor's per-sample loops (numba, without the GIL) run on one core; with
-    two strips in flight the other core is busy too: the strips of a 3-minute 8-track
-    song render 1.2x faster on 2 cores (benchmarks/README.md). The strips are summed in
-    chunk order, so the mix is the same as one chunk after another.
-    """
-    workers = min(len(chunks), torch.get_num_threads())
-    if workers < 2 or torch.is_grad_enabled():
-        yield from map(strips, chunks)
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="diffmst-strip") as pool:
-        yield from pool.map(strips, chunks)
 
 
 class MixingConsole(ConsoleLayout):
@@ -131,8 +112,13 @@ class MixingConsole(ConsoleLayout):
         owner = torch.arange(batch, device=tracks.device).repeat_interleave(num_tracks)
         bus = tracks.new_zeros(batch, 2, num_samples)
         chunks = self._row_chunks(len(flat), num_samples)
-        for rows, wet in zip(chunks, _rendered(lambda rows: self._strip(flat[rows], settings[rows]), chunks)):
-            bus.index_add_(0, owner[rows], wet)  # in chunk order whatever the threads: the same sum
+        # rendering (no gradients): the strips on several threads, so that the compressor's
+        # per-sample loops keep both cores busy (1.2x for a 3-minute 8-track song,
+        # benchmarks/README.md); summed in chunk order whatever the threads: the same mix
+        strips = thread_map(lambda rows: self._strip(flat[rows], settings[rows]), chunks,
+                            parallel=not torch.is_grad_enabled())
+        for rows, wet in zip(chunks, strips):
+            bus.index_add_(0, owner[rows], wet)
         return bus
 
     def master_bus(self, bus: torch.Tensor, master_params: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,6 @@ and ``limiter_gain``): a 3-minute song takes about a tenth of a second per pass.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from diffmst_lite.dsp.dynamics import _kernels, time_constant_to_coefficient
+from diffmst_lite.dsp.threads import thread_map
 from diffmst_lite.files.audio import polyphase_kernel
 
 TRUE_PEAK_OVERSAMPLING = 4  # BS.1770-4 Annex 2 (for 44.1 and 48 kHz)
@@ -46,12 +46,7 @@ def _oversampled_peaks(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     phases = kernel[1:].numpy()  # phase 0 is the sample itself
     padded = F.pad(x.detach().float(), (reach, reach)).numpy()
     peaks_of = partial(_kernels().interpolated_peaks, phases=phases)
-    workers = min(len(padded), torch.get_num_threads())
-    if workers > 1 and x.shape[-1] >= PARALLEL_SAMPLES:
-        with ThreadPoolExecutor(workers, thread_name_prefix="diffmst-peaks") as pool:
-            channels = list(pool.map(peaks_of, padded))
-    else:
-        channels = [peaks_of(row) for row in padded]
+    channels = list(thread_map(peaks_of, padded, parallel=x.shape[-1] >= PARALLEL_SAMPLES))
     return torch.from_numpy(np.maximum.reduce(channels))
 
 
