@@ -275,6 +275,18 @@ def cmd_train(args: argparse.Namespace) -> None:
         dist.destroy_process_group()
 
 
+def term_weights(text: str) -> dict[str, float]:
+    """``"crest_factor=0.004,rms=0.1"`` -> ``{"crest_factor": 0.004, "rms": 0.1}`` (``--af-term-weights``)."""
+    weights = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected TERM=WEIGHT, got {item!r}") from None
+    return weights
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The ``diffmst-lite train`` options (defaults None: :class:`~diffmst_lite.training.loop.TrainConfig`'s,
     or on ``--resume`` the run's own)."""
@@ -298,6 +310,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-rate", type=int, help="Hz (default 22050)")
     p.add_argument("--preset", choices=("lite", "paper", "tiny"), help="model size (default lite)")
     p.add_argument("--af-weight", type=float, help="weight of AF in mrstft+af (default 1)")
+    p.add_argument("--af-term-weights", type=term_weights, metavar="TERM=W,...",
+                   help="AF feature weights in training, e.g. crest_factor=0.004 (others: the paper's; "
+                   "terms: rms, crest_factor, stereo_width, stereo_imbalance, bark_spectrum; beyond the paper)")
     p.add_argument("--init", metavar="CKPT", help="start from these weights (e.g. MRSTFT -> AF fine-tune)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt (weights, optimiser, RNG)")
     p.add_argument("--force", action="store_true", help="start afresh in a RUN_DIR that holds a run")

@@ -22,7 +22,7 @@ from diffmst_lite.model import DiffMST
 from diffmst_lite.data import make_songs
 from diffmst_lite.cli import main as cli_main
 from diffmst_lite.training.rundir import read_log
-from diffmst_lite.training.loop import TrainConfig, parameter_loss, train
+from diffmst_lite.training.loop import StyleLoss, TrainConfig, parameter_loss, train
 
 SR = 8000
 
@@ -107,6 +107,21 @@ def test_own_mix_trains_on_the_songs_own_mixes(tmp_path, songs):
                           progress=False)["history"] for name, share in (("own", 1.0), ("console", 0.0)))
     assert all(torch.isfinite(torch.tensor(row["loss"])) for row in own)
     assert own[0]["loss"] != console[0]["loss"]
+
+
+def test_af_term_weights_reweight_the_training_loss():
+    for bad, message in ((dict(crestfactor=1.0), "unknown AF terms"), (dict(crest_factor=-1.0), ">= 0")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(loss="af", af_term_weights=bad)
+    torch.manual_seed(0)
+    mix, target = torch.randn(2, 2, SR), torch.randn(2, 2, SR) * torch.linspace(0, 1, SR) ** 4
+    batch = {"target": target}
+    paper, terms = StyleLoss(TrainConfig(loss="af", sample_rate=SR), SR)(mix, batch)
+    heavier_config = TrainConfig(loss="af", sample_rate=SR, af_term_weights={"crest_factor": 0.1})
+    heavier, _ = StyleLoss(heavier_config, SR)(mix, batch)
+    # only the crest-factor term changes weight: 0.001 -> 0.1
+    assert terms["af_crest_factor"] > 1.0
+    assert float(heavier - paper) == pytest.approx((0.1 - 0.001) * terms["af_crest_factor"], rel=1e-4)
 
 
 def test_resume_is_bit_exact(tmp_path, songs):

@@ -39,7 +39,7 @@ import itertools
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -49,16 +49,17 @@ import torch.distributed as dist
 
 from diffmst_lite.data.datasets import Method1Dataset, Method2Dataset, collate_tracks
 from diffmst_lite.data.songs import load_songs
-from diffmst_lite.losses.style import AudioFeatureLoss, MRSTFTLoss
+from diffmst_lite.losses.style import AFWeights, AudioFeatureLoss, MRSTFTLoss
 from diffmst_lite.model.controller import ControllerConfig
 from diffmst_lite.model.diffmst import DESCRIPTOR_WEIGHTS, DiffMST, DiffMSTConfig, read_checkpoint
 from diffmst_lite.model.encoder import EncoderConfig
 from diffmst_lite.training.rundir import plot_log, read_log, save_checkpoint, set_rng_state, write_log
 
 LOSSES = ("mrstft", "af", "mrstft+af", "param")
+AF_TERMS = tuple(f.name for f in fields(AFWeights))
 # settings a resumed run must share with the checkpoint (steps, logging, workers may change)
 FIXED_ON_RESUME = ("method", "loss", "tracks", "seconds", "sample_rate", "batch_size", "preset", "seed",
-                   "af_weight", "lr", "descriptor_lr", "target_lufs", "own_mix")
+                   "af_weight", "af_term_weights", "lr", "descriptor_lr", "target_lufs", "own_mix")
 
 
 @dataclass
@@ -83,6 +84,8 @@ class TrainConfig:
     sample_rate: int = 22050  # Hz; the console scales its frequency ranges with it
     preset: str = "lite"  # lite | paper | tiny (tests and demos)
     af_weight: float = 1.0  # weight of the AF term in mrstft+af
+    af_term_weights: dict[str, float] | None = None  # AF feature weights in training, e.g. {"crest_factor": 0.004}
+    #   (the rest keep the paper's AFWeights; evaluation always uses the paper's)
     target_lufs: float = -16.0  # prediction and target/reference loudness before the loss
     init: str | None = None  # checkpoint whose weights start the run (MRSTFT -> AF fine-tune)
     resume: bool = False  # continue from out/last.pt (weights, optimiser, step, RNG states)
@@ -108,6 +111,10 @@ class TrainConfig:
             (self.sample_rate >= 8000, f"sample_rate must be at least 8000 Hz, got {self.sample_rate}"),
             (min(self.steps, self.batch_size, self.tracks) >= 1, "steps, batch_size and tracks must be positive"),
             (self.seconds > 0, f"seconds must be positive, got {self.seconds}"),
+            (not set(self.af_term_weights or {}) - set(AF_TERMS),
+             f"af_term_weights: unknown AF terms {sorted(set(self.af_term_weights or {}) - set(AF_TERMS))}; "
+             f"known: {', '.join(AF_TERMS)}"),
+            (all(w >= 0 for w in (self.af_term_weights or {}).values()), "af_term_weights must be >= 0"),
             (0.0 <= self.own_mix <= 1.0, f"own_mix is a share of examples in [0, 1], got {self.own_mix}"),
             (self.own_mix == 0 or (self.method == 1 and self.loss != "param"),
              "--own-mix needs Method 1 and a loss on audio (own mixes have no true settings)"),
@@ -194,7 +201,8 @@ class StyleLoss(torch.nn.Module):
     def __init__(self, config: TrainConfig, num_samples: int):
         super().__init__()
         self.method, self.kind, self.af_weight = config.method, config.loss, config.af_weight
-        self.af = AudioFeatureLoss(config.sample_rate, target_lufs=config.target_lufs)
+        self.af = AudioFeatureLoss(config.sample_rate, weights=config.af_term_weights,
+                                   target_lufs=config.target_lufs)
         # FFT sizes longer than the segment cannot be reflect-padded: keep those that fit
         ffts = tuple(n for n in (512, 2048, 8192) if n // 2 < num_samples)
         self.mrstft = MRSTFTLoss(config.sample_rate, config.target_lufs, fft_sizes=ffts)
