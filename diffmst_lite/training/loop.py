@@ -39,7 +39,7 @@ import itertools
 import os
 import random
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -57,6 +57,7 @@ from diffmst_lite.training.rundir import plot_log, read_log, save_checkpoint, se
 
 LOSSES = ("mrstft", "af", "mrstft+af", "param")
 AF_TERMS = tuple(f.name for f in fields(AFWeights))
+PAPER_AF_WEIGHTS = asdict(AFWeights())
 # settings a resumed run must share with the checkpoint (steps, logging, workers may change)
 FIXED_ON_RESUME = ("method", "loss", "tracks", "seconds", "sample_rate", "batch_size", "preset", "seed",
                    "af_weight", "af_term_weights", "lr", "descriptor_lr", "target_lufs", "own_mix")
@@ -222,8 +223,10 @@ class StyleLoss(torch.nn.Module):
         if "af" in self.kind:
             value, af_terms = self.af.total_and_terms(mix, target)
             weight = self.af_weight if self.kind == "mrstft+af" else 1.0
-            total, terms["af"] = total + weight * value, value.item()
-            terms.update({f"af_{k}": v.item() for k, v in af_terms.items()})
+            total, af_terms = total + weight * value, {k: v.item() for k, v in af_terms.items()}
+            # logged at the paper's weights whatever af_term_weights trains with, as evaluate() reports it
+            terms["af"] = sum(PAPER_AF_WEIGHTS[k] * v for k, v in af_terms.items())
+            terms.update({f"af_{k}": v for k, v in af_terms.items()})
         return total, terms
 
 
