@@ -8,13 +8,20 @@ import torch
 from diffmst_lite.console import params
 from diffmst_lite.console import MixingConsole
 from diffmst_lite.dsp.biquads import parametric_eq
-from diffmst_lite.dsp.decibels import gain
+from diffmst_lite.dsp.decibels import gain, peak_db
 from diffmst_lite.dsp.dynamics import compressor
 from diffmst_lite.dsp.panning import pan, pan_gains
 
 from helpers import neutral, rms_db, set_physical, sine
 
 SR = 22050
+
+
+def test_peak_db_of_tensors_and_arrays():
+    half = torch.tensor([[0.0, -0.5, 0.25]])
+    assert peak_db(half) == pytest.approx(-6.0206, abs=1e-4)
+    assert peak_db(half.numpy()) == peak_db(half)
+    assert peak_db(torch.zeros(2, 8)) == peak_db(torch.zeros(0)) == -math.inf  # silence, empty
 
 
 def test_plus_6_db_doubles_amplitude():

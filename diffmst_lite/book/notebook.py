@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from IPython.display import HTML, Audio
 
+from diffmst_lite.dsp.decibels import peak_db
 from diffmst_lite.dsp.loudness import integrated_loudness
 
 
@@ -98,12 +99,6 @@ def _excerpt(audio: AudioLike, sample_rate: int, seconds: float | None) -> np.nd
     return np.ascontiguousarray(data if seconds is None else data[..., : int(seconds * sample_rate)])
 
 
-def _peak_db(x: np.ndarray) -> float:
-    """Sample peak of ``x`` in dBFS (-inf for silence)."""
-    peak = float(np.abs(x).max()) if x.size else 0.0
-    return 20 * math.log10(peak) if peak > 0 else -math.inf
-
-
 def _lufs(x: np.ndarray, sample_rate: int) -> float:
     """BS.1770 integrated loudness (LUFS) of ``x`` as it is heard: a browser plays a mono
     clip on both speakers, so a mono clip is measured as that centred stereo pair (3 dB
@@ -132,7 +127,7 @@ def level_gains_db(clips: list[np.ndarray], sample_rate: int, level: str = "loud
     if level == "loudness":
         lufs = np.array([_lufs(x, sample_rate) for x in clips])
         gains = np.where(np.isfinite(lufs), target_lufs - lufs, 0.0)
-    loudest = max((_peak_db(x) + g for x, g in zip(clips, gains)), default=-math.inf)
+    loudest = max((peak_db(x) + g for x, g in zip(clips, gains)), default=-math.inf)
     if loudest > (ceiling_db if guard_db is None else guard_db):
         gains = gains + (ceiling_db - loudest)
     return gains

@@ -15,6 +15,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
+
+from diffmst_lite.dsp.fftconv import fft_convolve
 
 MAX_TRACKS = 16  # a varied song has at most this many mono tracks (channels of all stems)
 STEREO_PARTS = ("drums", "other", "keys", "strings", "pad", "organ", "percussion")  # often recorded stereo
@@ -64,12 +67,6 @@ def reverb_impulse(sample_rate: int, seconds: float, rng: np.random.Generator) -
     return ir / np.sqrt((ir ** 2).sum(-1, keepdims=True))
 
 
-def _convolve(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
-    n = x.shape[-1] + ir.shape[-1] - 1
-    size = 1 << (n - 1).bit_length()
-    return np.fft.irfft(np.fft.rfft(x, size, axis=-1) * np.fft.rfft(ir, size, axis=-1), size, axis=-1)[:, : x.shape[-1]]
-
-
 def produce_stem(x: np.ndarray, sample_rate: int, style: StemStyle, rng: np.random.Generator) -> np.ndarray:
     """Apply ``style`` to a rendered stem ``x (2, N)`` -> ``(2, N)`` or ``(1, N)`` (mono) float32:
     width, tilt, printed reverb (stereo stems only keep the reverb's stereo), then RMS at
@@ -80,7 +77,8 @@ def produce_stem(x: np.ndarray, sample_rate: int, style: StemStyle, rng: np.rand
     x = tilt(x, sample_rate, style.tilt_db)
     if style.reverb_wet_db is not None:
         ir = reverb_impulse(sample_rate, style.reverb_seconds, rng)
-        wet = _convolve(np.repeat(x.mean(0, keepdims=True), 2, 0), ir)
+        dry = torch.from_numpy(np.repeat(x.mean(0, keepdims=True), 2, 0))
+        wet = fft_convolve(dry[:, None], torch.from_numpy(ir))[:, 0].numpy()  # each channel its own impulse
         wet *= 10 ** (style.reverb_wet_db / 20) * np.sqrt((x ** 2).mean() / max((wet ** 2).mean(), 1e-20))
         x = x + (wet if style.stereo else wet.mean(0, keepdims=True))
     rms = float(np.sqrt((x ** 2).mean()))

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from diffmst_lite.console import params
+from diffmst_lite.dsp.decibels import peak_db
 from diffmst_lite.dsp.limiter import limit_true_peak
 from diffmst_lite.dsp.loudness import integrated_loudness
 from diffmst_lite.files.audio import resample
@@ -200,8 +201,8 @@ def match_reference_loudness(sheet: dict, tracks: torch.Tensor, reference: torch
             slope = (mix_lufs - previous[1]) / (current - previous[0])
             change /= min(max(slope, 0.1), 1.0)
         previous = (current, mix_lufs)
-        if not limited and _peak_db(mix) + change > max_peak_db:
-            change, info["limited_by"] = max_peak_db - _peak_db(mix), "peak"
+        if not limited and peak_db(mix) + change > max_peak_db:
+            change, info["limited_by"] = max_peak_db - peak_db(mix), "peak"
         target = min(max(current + change, low), high)
         info["limited_by"] = "range" if target != current + change else info["limited_by"]
         current = target
@@ -217,10 +218,6 @@ def with_limiter(sheet: dict, gain_db: float = 0.0, ceiling_dbtp: float = -1.0, 
     return {**sheet, "limiter": {"gain_db": gain_db, "ceiling_dbtp": ceiling_dbtp, "release_ms": release_ms}}
 
 
-def _peak_db(x: torch.Tensor) -> float:
-    return 20.0 * torch.log10(x.abs().max().clamp_min(1e-12)).item()
-
-
 def _with_output_gain(sheet: dict, gain_out_db: float) -> dict:
     """A copy of ``sheet`` with another master output gain (the input is left as it is)."""
     return {**sheet, "master": {**sheet["master"], "gain_out_db": gain_out_db}}
@@ -234,7 +231,7 @@ def lower_to_peak(sheet: dict, mix: torch.Tensor, max_peak_db: float = -1.0) -> 
     exactly what rendering with the lowered gain would give. Returns ``(sheet, mix,
     change in dB)`` (change <= 0).
     """
-    change = min(0.0, max_peak_db - _peak_db(mix))
+    change = min(0.0, max_peak_db - peak_db(mix))
     if change == 0.0:
         return sheet, mix, 0.0
     return _with_output_gain(sheet, float(sheet["master"]["gain_out_db"]) + change), mix * 10.0 ** (change / 20.0), change
