@@ -82,7 +82,7 @@ class TrainConfig:
     descriptor_lr: float | None = None  # of the style-descriptor projections (None: lr); higher to fine-tune them in
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max gradient norm (0: off)
-    sample_rate: int = 22050  # Hz; the console scales its frequency ranges with it
+    sample_rate: int = 22050  # Hz; the console caps its frequency ranges at 0.45 * fs
     preset: str = "lite"  # lite | paper | tiny (tests and demos)
     af_weight: float = 1.0  # weight of the AF term in mrstft+af
     af_term_weights: dict[str, float] | None = None  # AF feature weights in training, e.g. {"crest_factor": 0.004}
