@@ -117,6 +117,9 @@ def test_af_loss_is_zero_for_identical_mixes_and_weights_scale_terms():
     assert loss(x, y).item() == pytest.approx(expected.item(), rel=1e-5)
     only_width = AudioFeatureLoss(SR, weights={"rms": 0, "crest_factor": 0, "stereo_imbalance": 0, "bark_spectrum": 0})
     assert only_width(x, y).item() == pytest.approx(terms["stereo_width"].item(), rel=1e-5)
+    for bad, message in (({"crestfactor": 1.0}, "unknown AF terms"), ({"rms": -0.1}, ">= 0")):
+        with pytest.raises(ValueError, match=message):  # a misspelt term is not silently ignored
+            AudioFeatureLoss(SR, weights=bad)
 
 
 def test_af_loss_ignores_level_after_loudness_normalisation_but_mrstft_does_not_without_it():

@@ -34,6 +34,22 @@ class AFWeights:
     bark_spectrum: float = 0.1
 
 
+def af_weights(weights: AFWeights | dict | None = None) -> dict[str, float]:
+    """``{term: weight}``: the paper's weights, with those given in ``weights`` in their place.
+
+    Raises:
+        ValueError: a term :class:`AFWeights` does not have, or a negative weight.
+    """
+    merged = asdict(AFWeights())
+    given = asdict(weights) if isinstance(weights, AFWeights) else dict(weights or {})
+    unknown = sorted(set(given) - set(merged))
+    if unknown:
+        raise ValueError(f"unknown AF terms {unknown}; known: {', '.join(merged)}")
+    if any(weight < 0 for weight in given.values()):
+        raise ValueError(f"AF weights must be >= 0, got {given}")
+    return {**merged, **given}
+
+
 class AudioFeatureLoss(nn.Module):
     """Audio-feature (AF) loss: ``sum_k w_k * MSE(f_k(pred), f_k(ref))``.
 
@@ -48,7 +64,9 @@ class AudioFeatureLoss(nn.Module):
 
     Args:
         sample_rate: Hz, for the Bark spectrum.
-        weights: :class:`AFWeights` (or a dict of the same names); paper values by default.
+        weights: :class:`AFWeights` (or a dict of some of its names; the others keep the
+            paper's values); paper values by default. Unknown names and negative weights
+            raise ``ValueError`` (:func:`af_weights`).
         target_lufs: loudness both mixes are normalised to first; ``None`` to skip.
         rms_db: compare RMS levels in dB instead of linear.
 
@@ -62,7 +80,7 @@ class AudioFeatureLoss(nn.Module):
                  rms_db: bool = False):
         super().__init__()
         self.sample_rate = sample_rate
-        self.weights = asdict(weights) if isinstance(weights, AFWeights) else dict(asdict(AFWeights()), **(weights or {}))
+        self.weights = af_weights(weights)
         self.target_lufs, self.rms_db = target_lufs, rms_db
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
