@@ -106,6 +106,20 @@ def test_bark_spectrum_reads_a_sine_in_dbfs_and_the_floor_at_minus_90_dbfs():
     assert 20 * math.log10(F.LOG_FLOOR) == pytest.approx(F.BARK_FLOOR_DBFS) == -90.0
 
 
+@pytest.mark.parametrize("samples", [1, 511, 512, 4000])
+def test_hann_stft_equals_torch_stft_in_values_and_gradient(samples):
+    x = torch.randn(3, samples, dtype=torch.float64, requires_grad=True)
+    window = torch.hann_window(2048, dtype=torch.float64)
+    ours = F.hann_stft(x, window, 512)
+    theirs = torch.stft(x, 2048, 512, window=window, return_complex=True, center=True, pad_mode="constant")
+    assert ours.shape == theirs.transpose(-1, -2).shape == (3, samples // 512 + 1, 1025)
+    assert torch.allclose(ours, theirs.transpose(-1, -2), atol=1e-10)
+    weights = torch.randn(ours.shape, dtype=torch.float64)
+    grad_ours, = torch.autograd.grad((ours.abs() * weights).sum(), x)
+    grad_theirs, = torch.autograd.grad((theirs.transpose(-1, -2).abs() * weights).sum(), x)
+    assert torch.allclose(grad_ours, grad_theirs, atol=1e-9)
+
+
 def test_af_loss_is_zero_for_identical_mixes_and_weights_scale_terms():
     x = torch.randn(2, 2, SR) * 0.1
     loss = AudioFeatureLoss(SR)

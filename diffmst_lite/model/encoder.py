@@ -217,7 +217,9 @@ class SpectrogramEncoder(nn.Module):
         for c_out, stride, pool in zip(config.channels, config.strides, config.pools):
             blocks.append(ConvBlock(c_in, c_out, stride, pool, config.convs_per_block, config.norm))
             c_in = c_out
-        self.blocks = nn.Sequential(*blocks)
+        # channels-last: oneDNN's convolutions and their backward are about 1.2x faster
+        # in that layout on a CPU (benchmarks/README.md); the weights' values are the same
+        self.blocks = nn.Sequential(*blocks).to(memory_format=torch.channels_last)
         rows = self.output_rows() if config.freq_reduce == "flatten" else 1
         self.proj = nn.Linear(c_in * rows, config.embed_dim)
 
@@ -239,8 +241,8 @@ class SpectrogramEncoder(nn.Module):
         c = self.config
         X = torch.stft(x, n_fft=c.n_fft, hop_length=c.hop_length, window=self.window,
                        center=True, pad_mode="constant", return_complex=True)
-        mag = torch.sqrt(X.real.square() + X.imag.square() + 1e-10)
-        S = mag.pow(c.power) if c.compression == "power" else torch.log1p(mag)
+        power = X.real.square() + X.imag.square() + 1e-10  # |X|^2, floored: finite on silence
+        S = power.pow(c.power / 2) if c.compression == "power" else torch.log1p(power.sqrt())
         return S.unsqueeze(1)
 
     def bands(self, S: torch.Tensor) -> torch.Tensor:
@@ -257,7 +259,7 @@ class SpectrogramEncoder(nn.Module):
             raise ValueError(f"SpectrogramEncoder expects mono audio (B, N), got {tuple(x.shape)}")
         S = self.spectrogram(x)  # (B, 1, n_fft//2 + 1, frames)
         S = self.bands(S)
-        h = self.blocks(S)  # (B, C, F', T')
+        h = self.blocks(S.contiguous(memory_format=torch.channels_last))  # (B, C, F', T')
         h = h.flatten(1, 2) if self.config.freq_reduce == "flatten" else h.mean(dim=2)  # (B, C or C*F', T')
         if self.config.time_pool == "mean+max":
             h = h.mean(dim=-1) + h.amax(dim=-1)
