@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffmst_lite.dsp.dynamics import _kernels, time_constant_to_coefficient
+from diffmst_lite.dsp.dynamics import compiled_loops, time_constant_to_coefficient
 from diffmst_lite.dsp.threads import thread_map
 from diffmst_lite.files.audio import polyphase_kernel
 
@@ -45,7 +45,7 @@ def _oversampled_peaks(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     kernel, reach = polyphase_kernel(TRUE_PEAK_OVERSAMPLING, 1, TRUE_PEAK_ZEROS)
     phases = kernel[1:].numpy()  # phase 0 is the sample itself
     padded = F.pad(x.detach().float(), (reach, reach)).numpy()
-    peaks_of = partial(_kernels().interpolated_peaks, phases=phases)
+    peaks_of = partial(compiled_loops().interpolated_peaks, phases=phases)
     channels = list(thread_map(peaks_of, padded, parallel=x.shape[-1] >= PARALLEL_SAMPLES))
     return torch.from_numpy(np.maximum.reduce(channels))
 
@@ -75,5 +75,5 @@ def limit_true_peak(x: torch.Tensor, sample_rate: int, ceiling_dbtp: float = -1.
     ceiling = 10.0 ** ((ceiling_dbtp - CEILING_MARGIN_DB) / 20.0)
     reach = max(1, round(lookahead_ms * sample_rate / 1000.0))
     release = float(time_constant_to_coefficient(torch.tensor(release_ms, dtype=torch.float64), sample_rate))
-    gain = _kernels().limiter_gain(_oversampled_peaks(x, sample_rate).numpy(), ceiling, reach, release)
+    gain = compiled_loops().limiter_gain(_oversampled_peaks(x, sample_rate).numpy(), ceiling, reach, release)
     return x * torch.from_numpy(gain)
