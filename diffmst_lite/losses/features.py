@@ -166,8 +166,8 @@ def log_bark_bands(signals: torch.Tensor, sample_rate: float, n_fft: int = 2048,
     ``A``, averaged into the Bark bands, ``log(. + LOG_FLOOR)``.
     """
     window = torch.hann_window(n_fft, device=signals.device, dtype=signals.dtype)
-    spec = torch.view_as_real(hann_stft(signals, window, hop))  # (M, frames, bins, 2)
-    magnitude = torch.sqrt(spec.square().sum(-1) + EPS * EPS).mean(-2) / (window.sum() / 2)
+    spec = hann_stft(signals, window, hop)  # (M, frames, bins)
+    magnitude = torch.sqrt(spec.real.square() + spec.imag.square() + EPS * EPS).mean(-2) / (window.sum() / 2)
     bank = _bark_filterbank(sample_rate, n_fft, NUM_BARK_BANDS).to(signals.device, signals.dtype)
     return torch.log(magnitude @ bank.T + LOG_FLOOR)
 
