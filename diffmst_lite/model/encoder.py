@@ -28,9 +28,9 @@ then an optional average pooling by ``pools[i]``. Strides and pools are given as
   64 ... 2048 channels, average pooling, mean over frequency, mean + max over
   time), ~76.5 M parameters per encoder.
 
-Magnitude compression: ``|X|^0.3`` (a power law, as in the official code), with
-the magnitude computed as ``sqrt(re^2 + im^2 + eps)`` so it has finite gradients
-on digital silence. ``log1p`` (``log(1 + |X|)``) is available as an option.
+Magnitude compression: ``|X|^0.3`` (a power law, as in the official code),
+computed as ``(re^2 + im^2 + eps)^0.15`` so it has finite gradients on digital
+silence. ``log1p`` (``log(1 + |X|)``) is available as an option.
 Absolute level is kept (no per-example input normalisation), because the model
 needs to know how loud a track is to choose its gain. BatchNorm (the default)
 keeps it in eval mode; in training mode it keeps levels relative to the batch.
