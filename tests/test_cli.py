@@ -134,8 +134,25 @@ def test_module_entry_point_runs():
     assert result.returncode == 0 and "render" in result.stdout
 
 
+def test_command_process_writes_its_files_and_output_before_it_exits(stems):
+    """The command skips the interpreter's shutdown: what it printed and wrote is complete."""
+    command = [sys.executable, "-m", "diffmst_lite"]
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    sheet = subprocess.run([*command, "sheet", stems / "bass.wav"], capture_output=True, text=True, env=buffered)
+    # all of stdout, through a pipe (3 kB: less than one buffer, so it must be flushed)
+    assert sheet.returncode == 0 and len(json.loads(sheet.stdout)["tracks"]) == 1
+    (stems / "s.json").write_text(sheet.stdout)
+    render = [*command, "render", stems / "bass.wav", "--sheet", stems / "s.json", "--out", stems / "mix.wav"]
+    result = subprocess.run(render, capture_output=True, text=True)
+    assert result.returncode == 0 and "wrote" in result.stderr
+    assert sf.read(stems / "mix.wav")[0].shape == (SR, 2)
+    again = subprocess.run(render, capture_output=True, text=True)  # the file exists: refused
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
 @pytest.mark.parametrize("environment,re_executes", [({}, True), ({"DIFFMST_MALLOC_TUNING": "0"}, False),
-                                                      ({"MALLOC_MMAP_THRESHOLD_": "1", "MALLOC_TRIM_THRESHOLD_": "1"}, False)])
+                                                      ({"MALLOC_MMAP_THRESHOLD_": "1", "MALLOC_TRIM_THRESHOLD_": "1",
+                                                        "MALLOC_ARENA_MAX": "2"}, False)])
 def test_command_restarts_once_with_the_allocator_settings(monkeypatch, environment, re_executes):
     import diffmst_lite.__main__ as entry
 
@@ -147,14 +164,16 @@ def test_command_restarts_once_with_the_allocator_settings(monkeypatch, environm
     monkeypatch.setattr(sys, "platform", "linux")
     calls = []
     monkeypatch.setattr(entry.os, "execv", lambda *args: calls.append(args) or sys.exit(0))
-    monkeypatch.setattr("diffmst_lite.cli.main", lambda: 0)
+    monkeypatch.setattr("diffmst_lite.cli.main", lambda: 3)
+    exits = []
+    monkeypatch.setattr(entry.os, "_exit", lambda code: exits.append(code))
     with pytest.raises(SystemExit) if re_executes else contextlib.nullcontext():
         entry.main()
     if re_executes:
-        assert calls == [(sys.executable, [sys.executable, "-m", "diffmst_lite", "sheet", "a.wav"])]
+        assert calls == [(sys.executable, [sys.executable, "-m", "diffmst_lite", "sheet", "a.wav"])] and exits == []
         assert all(os.environ[name] == value for name, value in entry.ALLOCATOR_SETTINGS.items())
-    else:
-        assert calls == [] and os.environ.get("MALLOC_MMAP_THRESHOLD_") in (None, "1")
+    else:  # the command's exit code, without the interpreter's shutdown
+        assert calls == [] and os.environ.get("MALLOC_MMAP_THRESHOLD_") in (None, "1") and exits == [3]
 
 
 def test_sheet_round_trip_and_neutral_values():
