@@ -1,6 +1,6 @@
 """The ``diffmst-lite`` command and ``python -m diffmst_lite``: start the CLI (:mod:`diffmst_lite.cli`).
 
-Three things make a command's wall time (docs/design.md §4.4, benchmarks/README.md):
+Three things keep a command's wall time short (docs/design.md §4.4, benchmarks/README.md):
 
 * On Linux the command first re-executes itself with glibc allocator settings, before
   PyTorch is imported. Tensors above glibc's mmap threshold (32 MB: a few seconds of
@@ -28,12 +28,13 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from typing import NoReturn
 
 ALLOCATOR_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736",
                       "MALLOC_ARENA_MAX": "1"}
 
 
-def main() -> int:
+def main() -> NoReturn:
     """Entry point: re-execute once with :data:`ALLOCATOR_SETTINGS` (Linux), run the CLI, exit at once."""
     wanted = os.environ.get("DIFFMST_MALLOC_TUNING", "1") != "0" and sys.platform.startswith("linux")
     if wanted and not all(name in os.environ for name in ALLOCATOR_SETTINGS):
