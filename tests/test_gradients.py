@@ -181,3 +181,34 @@ def test_real_fft_backward_equals_autograd_of_rfft(length, n):
     assert torch.equal(real_fft(x, n), torch.fft.rfft(x, n=n))
     assert torch.allclose(got, expected, rtol=0, atol=1e-11)
     assert torch.autograd.gradcheck(lambda signal: real_fft(signal, n).abs(), x[:1].detach().requires_grad_())
+
+
+def test_eq_response_hand_written_backward_matches_autograd_of_the_biquads():
+    """dsp.biquads._CascadeResponse (the six-band EQ's response, backward in float32 real
+    arithmetic) against autograd through the product of each band's complex response in
+    float64, with a 20 Hz shelf, bands at their range edges and random settings."""
+    import math
+
+    from diffmst_lite.console import params
+    from diffmst_lite.dsp.biquads import BAND_TYPES, biquad_response, eq_frequency_response
+
+    sample_rate, num_bins = 44100, 2049
+    specs = params.track_param_specs(sample_rate)
+    unit = torch.rand(5, params.NUM_TRACK_PARAMS, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    unit[0], unit[1] = 0.0, 1.0  # every setting at its lower, then its upper edge
+    physical = params.to_physical(unit, specs)
+    settings = [physical[:, index].clone().requires_grad_() for index in (params.EQ_FREQ, params.EQ_GAIN, params.EQ_Q)]
+    weights = torch.randn(5, num_bins, dtype=torch.complex128, generator=torch.Generator().manual_seed(1))
+
+    def loss(response):  # real and imaginary parts and the magnitude
+        return (response * weights).real.sum() + response.abs().log().sum()
+
+    got = eq_frequency_response(*settings, sample_rate, num_bins)
+    got_grads = torch.autograd.grad(loss(got), settings)
+    omega = torch.linspace(0, math.pi, num_bins, dtype=torch.float64)
+    expected = math.prod(biquad_response(kind, settings[0][:, band], settings[1][:, band], settings[2][:, band],
+                                         sample_rate, omega) for band, kind in enumerate(BAND_TYPES))
+    expected_grads = torch.autograd.grad(loss(expected), settings)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6)  # the upper bands in float32
+    for name, g, e in zip(("frequency", "gain", "Q"), got_grads, expected_grads):
+        assert torch.allclose(g, e, rtol=1e-4, atol=1e-4 * e.abs().max()), name

@@ -102,6 +102,62 @@ def _unit_circle_table(num_bins: int, dtype: torch.dtype, device: torch.device) 
     return real, torch.stack([torch.sin(omega), torch.sin(2 * omega)])
 
 
+def _product(real: torch.Tensor, imag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The product over axis 1 of complex factors given as real and imaginary parts ``(batch, k, bins)``."""
+    re, im = real[:, 0], imag[:, 0]
+    for k in range(1, real.shape[1]):
+        re, im = re * real[:, k] - im * imag[:, k], re * imag[:, k] + im * real[:, k]
+    return re, im
+
+
+class _CascadeResponse(torch.autograd.Function):
+    """``prod_k B_k / prod_k A_k`` on the unit circle from the biquads' real coefficients,
+    with a hand-written backward, all in real arithmetic.
+
+    Autograd through a chain of complex products and a complex division keeps,
+    conjugates and stacks every partial product (fwd+bwd of the console's 36 EQs at
+    22.05 kHz was about a fifth of a training step). The response is holomorphic in
+    each factor: ``dH/dB_k = H / B_k`` and ``dH/dA_k = -H / A_k``, so PyTorch's gradient
+    of factor ``V_k`` is ``+-grad * conj(H) / conj(V_k) = +-grad * conj(H) * V_k / |V_k|^2``,
+    and two real matrix products take it back to the coefficients. The backward runs in
+    float32 for both band groups of :func:`eq_frequency_response` (the float64 group
+    needs float64 for the values near 0 Hz, not for their gradient): the EQ's response
+    fwd+bwd for 36 strips at 22.05 kHz went from 98-103 to 68-72 ms. Checked against
+    autograd through each band's complex response in float64 in tests/test_gradients.py.
+    """
+
+    @staticmethod
+    def forward(ctx, coefficients, real_table, imag_table, num_bands):
+        # (batch, 2 * bands, bins): every numerator, then every denominator, on the grid
+        real, imag = coefficients @ real_table, (coefficients[..., 1:] @ imag_table).neg_()
+        num_re, num_im = _product(real[:, :num_bands], imag[:, :num_bands])
+        den_re, den_im = _product(real[:, num_bands:], imag[:, num_bands:])
+        power = den_re.square() + den_im.square()
+        response_re = (num_re * den_re + num_im * den_im) / power
+        response_im = (num_im * den_re - num_re * den_im) / power
+        ctx.save_for_backward(real, imag, response_re, response_im, real_table, imag_table)
+        ctx.num_bands = num_bands
+        return torch.complex(response_re, response_im)
+
+    @staticmethod
+    def backward(ctx, grad):
+        dtype = grad.real.dtype
+        real, imag, response_re, response_im, real_table, imag_table = (
+            t.float() for t in ctx.saved_tensors)
+        grad = grad.to(torch.complex64)
+        # grad * conj(H), then times V_k / |V_k|^2 for every factor k
+        weight_re = (grad.real * response_re + grad.imag * response_im).unsqueeze(1)
+        weight_im = (grad.imag * response_re - grad.real * response_im).unsqueeze(1)
+        power = real.square() + imag.square()
+        by_re = (weight_re * real - weight_im * imag) / power
+        by_im = (weight_re * imag + weight_im * real) / power
+        by_re[:, ctx.num_bands:] *= -1  # denominators: dH/dA = -H/A
+        by_im[:, ctx.num_bands:] *= -1
+        grad_coefficients = by_re @ real_table.T
+        grad_coefficients[..., 1:] -= by_im @ imag_table.T
+        return grad_coefficients.to(dtype), None, None, None
+
+
 def _cascade_response(
     band_types: list[str], freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor, sample_rate: float,
     num_bins: int,
@@ -109,19 +165,13 @@ def _cascade_response(
     """Complex response ``(batch, num_bins)`` of the biquads ``band_types`` in series, in the dtype of ``freq_hz``.
 
     All numerators and denominators are evaluated on the grid by two matrix products,
-    multiplied together, and divided once: ``prod(B_k) / prod(A_k)``.
+    multiplied together, and divided once: ``prod(B_k) / prod(A_k)`` (:class:`_CascadeResponse`).
     """
     b, a = zip(*(biquad_coefficients(t, freq_hz[:, i], gain_db[:, i], q[:, i], sample_rate)
                  for i, t in enumerate(band_types)))
     coefficients = torch.stack(b + a, 1)  # (batch, 2 * bands, 3): numerators, then denominators
     real_table, imag_table = _unit_circle_table(num_bins, freq_hz.dtype, freq_hz.device)
-    values = torch.complex(coefficients @ real_table, coefficients[..., 1:].neg() @ imag_table)
-    numerators, denominators = values.split(len(band_types), dim=1)
-    numerator, *numerators = numerators.unbind(1)  # unbind, not indexing: its backward is one stack
-    denominator, *denominators = denominators.unbind(1)
-    for b, a in zip(numerators, denominators):
-        numerator, denominator = numerator * b, denominator * a
-    return numerator / denominator
+    return _CascadeResponse.apply(coefficients, real_table, imag_table, len(band_types))
 
 
 def eq_frequency_response(
