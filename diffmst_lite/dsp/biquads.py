@@ -72,6 +72,7 @@ def biquad_response(
     return on_unit_circle(b) / on_unit_circle(a)
 EQ_IMPULSE_SECONDS = 0.85  # length of the EQ's impulse response
 FLOAT32_BAND_HZ = 1000.0  # bands at or above this frequency: float32 responses are accurate enough
+BACKWARD_CHUNK_BINS = 2048  # frequencies per step of the EQ response's backward (:class:`_CascadeResponse`)
 
 
 def impulse_length(seconds: float, sample_rate: float) -> int:
@@ -121,9 +122,11 @@ class _CascadeResponse(torch.autograd.Function):
     of factor ``V_k`` is ``+-grad * conj(H) / conj(V_k) = +-grad * conj(H) * V_k / |V_k|^2``,
     and two real matrix products take it back to the coefficients. The backward runs in
     float32 for both band groups of :func:`eq_frequency_response` (the float64 group
-    needs float64 for the values near 0 Hz, not for their gradient): the EQ's response
-    fwd+bwd for 36 strips at 22.05 kHz went from 98-103 to 68-72 ms. Checked against
-    autograd through each band's complex response in float64 in tests/test_gradients.py.
+    needs float64 for the values near 0 Hz, not for their gradient) and over 2048 bins at
+    a time, so that its temporaries stay in cache: the response of a training step's 36
+    EQs at 22.05 kHz with its inverse FFT, fwd+bwd, went from 96-117 to 61-69 ms
+    (benchmarks/README.md). Checked against autograd through each band's complex
+    response in float64 in tests/test_gradients.py.
     """
 
     @staticmethod
@@ -141,21 +144,24 @@ class _CascadeResponse(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        dtype = grad.real.dtype
-        real, imag, response_re, response_im, real_table, imag_table = (
-            t.float() for t in ctx.saved_tensors)
+        real, imag, response_re, response_im, real_table, imag_table = ctx.saved_tensors
         grad = grad.to(torch.complex64)
-        # grad * conj(H), then times V_k / |V_k|^2 for every factor k
-        weight_re = (grad.real * response_re + grad.imag * response_im).unsqueeze(1)
-        weight_im = (grad.imag * response_re - grad.real * response_im).unsqueeze(1)
-        power = real.square() + imag.square()
-        by_re = (weight_re * real - weight_im * imag) / power
-        by_im = (weight_re * imag + weight_im * real) / power
-        by_re[:, ctx.num_bands:] *= -1  # denominators: dH/dA = -H/A
-        by_im[:, ctx.num_bands:] *= -1
-        grad_coefficients = by_re @ real_table.T
-        grad_coefficients[..., 1:] -= by_im @ imag_table.T
-        return grad_coefficients.to(dtype), None, None, None
+        sign = torch.ones(real.shape[1], 1, device=real.device)
+        sign[ctx.num_bands:] = -1  # denominators: dH/dA = -H/A
+        grad_coefficients = torch.zeros(*real.shape[:2], 3, device=real.device)
+        for start in range(0, real.shape[-1], BACKWARD_CHUNK_BINS):  # temporaries that stay in cache
+            bins = slice(start, start + BACKWARD_CHUNK_BINS)
+            g = grad[:, bins]
+            re, im, h_re, h_im = (t[..., bins].float() for t in (real, imag, response_re, response_im))
+            # grad * conj(H), then times V_k / |V_k|^2 for every factor k
+            weight_re = (g.real * h_re + g.imag * h_im).unsqueeze(1) * sign
+            weight_im = (g.imag * h_re - g.real * h_im).unsqueeze(1) * sign
+            power = re.square() + im.square()
+            by_re = (weight_re * re - weight_im * im).div_(power)
+            by_im = (weight_re * im + weight_im * re).div_(power)
+            grad_coefficients += by_re @ real_table[:, bins].float().T
+            grad_coefficients[..., 1:] -= by_im @ imag_table[:, bins].float().T
+        return grad_coefficients.to(real.dtype), None, None, None
 
 
 def _cascade_response(
