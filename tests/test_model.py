@@ -7,6 +7,7 @@ working key-padding mask), output ranges, parameter budgets, gradient flow.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
@@ -251,6 +252,33 @@ def test_lite_preset_budget() -> None:
     assert 1_000_000 < n <= 5_000_000
     n_enc = sum(p.numel() for p in model.track_encoder.parameters())
     assert 0.5e6 < n_enc < 1.5e6
+
+
+def test_grown_controller_predicts_the_same_and_its_new_weights_learn(model: DiffMST) -> None:
+    base = copy.deepcopy(model)
+    torch.manual_seed(3)
+    with torch.no_grad():  # trained-looking descriptor projections, so every path counts
+        for projection in base.controller.descriptor_projections.values():
+            projection.weight.normal_(std=0.05)
+    grown = base.grown(extra_layers=2, mlp_hidden=512)
+    c = base.config.controller
+    assert grown.config.controller.num_layers == c.num_layers + 2 and grown.config.controller.mlp_hidden == 512
+    per_layer = sum(p.numel() for p in base.controller.transformer.layers[0].parameters())
+    wider = (512 - c.d_model) * (2 * (c.d_model + 1) + c.num_track_params + c.num_master_params)  # two MLPs
+    assert grown.num_parameters() - base.num_parameters() == 2 * per_layer + wider
+    tracks, reference = _audio(2, 5, N, seed=7), _audio(2, 2, N, seed=8)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    before, after = base.predict_params(tracks, reference, mask), grown.predict_params(tracks, reference, mask)
+    for old, new in zip(before, after):
+        torch.testing.assert_close(new, old, rtol=0, atol=1e-6)
+    # the zeroed output weights are where learning starts: they get gradients
+    track_params, master_params = grown.predict_params(tracks, reference, mask)
+    (track_params.square().sum() + master_params.square().sum()).backward()
+    new_layer = grown.controller.transformer.layers[c.num_layers]
+    assert new_layer.self_attn.out_proj.weight.grad.abs().sum() > 0 and new_layer.linear2.weight.grad.abs().sum() > 0
+    assert grown.controller.track_head[2].weight.grad[:, c.d_model:].abs().sum() > 0
+    with pytest.raises(ValueError, match="only grow"):
+        grown.grown(mlp_hidden=128)
 
 
 def test_paper_preset_sizes() -> None:

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 
@@ -130,6 +132,48 @@ class TransformerController(nn.Module):
         hidden = config.mlp_hidden or D
         self.track_head = _mlp(D, hidden, config.num_track_params)
         self.master_head = _mlp(D, hidden, config.num_master_params)
+
+    def grown_config(self, extra_layers: int = 0, mlp_hidden: int | None = None) -> ControllerConfig:
+        """The configuration of :meth:`grown`: ``extra_layers`` more layers, output MLPs
+        ``mlp_hidden`` wide (None: as now)."""
+        old_hidden = self.config.mlp_hidden or self.config.d_model
+        hidden = mlp_hidden or old_hidden
+        if extra_layers < 0 or hidden < old_hidden:
+            raise ValueError(f"a controller can only grow: extra_layers must be >= 0 (got {extra_layers}), "
+                             f"mlp_hidden >= {old_hidden} (got {hidden})")
+        return dataclasses.replace(self.config, num_layers=self.config.num_layers + extra_layers, mlp_hidden=hidden)
+
+    def grown(self, extra_layers: int = 0, mlp_hidden: int | None = None) -> "TransformerController":
+        """A larger controller that starts out computing exactly what this one does.
+
+        Beyond the paper: function-preserving growth (Net2Net, Chen et al., ICLR 2016),
+        so a trained model gains capacity without losing what it learned. The
+        ``extra_layers`` new transformer layers go after the old ones, and the output
+        MLPs widen to ``mlp_hidden`` units; see :meth:`start_from`. README (phase 10).
+        """
+        bigger = TransformerController(self.grown_config(extra_layers, mlp_hidden))
+        bigger.start_from(self)
+        return bigger
+
+    def start_from(self, smaller: "TransformerController") -> None:
+        """Take over the weights of ``smaller`` (fewer layers, narrower MLPs, the same
+        ``d_model``) so that this controller computes what it does.
+
+        The layers beyond ``smaller``'s get their residual branches' output projections
+        (attention ``out_proj`` and ``linear2``) set to zero, so each adds nothing until
+        training moves them; the MLPs' new hidden units keep their random input weights
+        and get zero output weights. Every other weight is copied.
+        """
+        state = self.state_dict()
+        for name, value in smaller.state_dict().items():
+            state[name][tuple(slice(0, n) for n in value.shape)] = value  # MLPs: into the first units
+        old_hidden = smaller.config.mlp_hidden or smaller.config.d_model
+        for head in ("track_head", "master_head"):
+            state[f"{head}.2.weight"][:, old_hidden:] = 0.0
+        for layer in range(smaller.config.num_layers, self.config.num_layers):
+            for name in ("self_attn.out_proj.weight", "self_attn.out_proj.bias", "linear2.weight", "linear2.bias"):
+                state[f"transformer.layers.{layer}.{name}"].zero_()
+        self.load_state_dict(state)
 
     def tokens(
         self, track_emb: torch.Tensor, ref_emb: torch.Tensor, mask: torch.Tensor | None = None,

@@ -11,7 +11,8 @@ into the network.
 Two presets:
 
 * :meth:`DiffMST.lite` (~3.3 M parameters): 128-d embeddings, strided CNN
-  encoders, 4-layer 4-head transformer; trains on a laptop CPU.
+  encoders, 4-layer 4-head transformer; trains on a laptop CPU. The shipped
+  checkpoint is this preset with its controller grown to 6 layers (:meth:`DiffMST.grown`).
 * :meth:`DiffMST.paper` (~191 M parameters): the paper's sizes, 512-d
   embeddings, CNN14-shaped encoders (64 ... 2048 channels) and a 12-layer 8-head
   transformer with feed-forward width 2048.
@@ -140,6 +141,21 @@ class DiffMST(nn.Module):
         if not isinstance(config, DiffMSTConfig):
             config = DiffMSTConfig.from_dict(config)
         return cls(config, **kwargs)
+
+    def grown(self, extra_layers: int = 0, mlp_hidden: int | None = None) -> "DiffMST":
+        """A copy of this model with a larger controller that starts out computing exactly
+        what this one does (:meth:`TransformerController.grown`); the console is shared.
+
+        The new weights are drawn as for a new model of the grown configuration (the
+        encoders' draws included, then replaced), so after ``torch.manual_seed(s)`` the
+        result is a function of ``s`` (``scripts/grow_controller.py``).
+        """
+        config = dataclasses.replace(self.config, controller=self.controller.grown_config(extra_layers, mlp_hidden))
+        model = DiffMST(config, console=self.console)
+        model.track_encoder.load_state_dict(self.track_encoder.state_dict())
+        model.reference_encoder.load_state_dict(self.reference_encoder.state_dict())
+        model.controller.start_from(self.controller)
+        return model.train(self.training)
 
     # -------------------------------------------------------------- checkpoints
     def config_dict(self) -> dict[str, Any]:
