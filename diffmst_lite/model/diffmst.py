@@ -12,7 +12,7 @@ Two presets:
 
 * :meth:`DiffMST.lite` (~3.3 M parameters): 128-d embeddings, strided CNN
   encoders, 4-layer 4-head transformer; trains on a laptop CPU. The shipped
-  checkpoint is this preset with its controller grown to 6 layers (:meth:`DiffMST.grown`).
+  checkpoint is this preset with its controller grown to 8 layers (:meth:`DiffMST.grown`).
 * :meth:`DiffMST.paper` (~191 M parameters): the paper's sizes, 512-d
   embeddings, CNN14-shaped encoders (64 ... 2048 channels) and a 12-layer 8-head
   transformer with feed-forward width 2048.
