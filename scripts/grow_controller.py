@@ -1,5 +1,5 @@
 """Grow a checkpoint's controller: more transformer layers and wider output MLPs,
-starting out with exactly the checkpoint's predictions (phase 10 of the README's recipe).
+starting out with exactly the checkpoint's predictions (phases 10 and 12 of the README's recipe).
 
     .venv/bin/python scripts/grow_controller.py runs/p9/step_0000500.pt runs/grown.pt --layers 2 --mlp-hidden 512
 
@@ -23,6 +23,8 @@ def main() -> None:
     parser.add_argument("--mlp-hidden", type=int, default=512, help="hidden width of the output MLPs (default 512)")
     parser.add_argument("--seed", type=int, default=123, help="seed of the new weights (default 123)")
     args = parser.parse_args()
+    if not Path(args.source).is_file():
+        raise SystemExit(f"{args.source}: no such checkpoint")
     if Path(args.target).exists():
         raise SystemExit(f"{args.target} exists: give a new path")
     model = DiffMST.load_checkpoint(args.source)

@@ -34,9 +34,8 @@ without descriptors (``descriptors=None``) or before training they change nothin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -149,7 +148,7 @@ class TransformerController(nn.Module):
         Beyond the paper: function-preserving growth (Net2Net, Chen et al., ICLR 2016),
         so a trained model gains capacity without losing what it learned. The
         ``extra_layers`` new transformer layers go after the old ones, and the output
-        MLPs widen to ``mlp_hidden`` units; see :meth:`start_from`. README (phase 10).
+        MLPs widen to ``mlp_hidden`` units; see :meth:`start_from`. README (phases 10 and 12).
         """
         bigger = TransformerController(self.grown_config(extra_layers, mlp_hidden))
         bigger.start_from(self)
