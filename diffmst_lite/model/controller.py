@@ -73,6 +73,11 @@ class ControllerConfig:
     num_track_params: int | None = None
     num_master_params: int | None = None
 
+    @property
+    def mlp_width(self) -> int:
+        """Hidden width of the output MLPs: ``mlp_hidden``, or ``d_model`` when that is 0."""
+        return self.mlp_hidden or self.d_model
+
     @classmethod
     def lite(cls) -> "ControllerConfig":
         """128-d tokens, 4 layers, 4 heads, feed-forward 512 (~0.8 M parameters)."""
@@ -128,18 +133,16 @@ class TransformerController(nn.Module):
         for projection in self.descriptor_projections.values():  # start as if absent
             nn.init.zeros_(projection.weight)
             nn.init.zeros_(projection.bias)
-        hidden = config.mlp_hidden or D
-        self.track_head = _mlp(D, hidden, config.num_track_params)
-        self.master_head = _mlp(D, hidden, config.num_master_params)
+        self.track_head = _mlp(D, config.mlp_width, config.num_track_params)
+        self.master_head = _mlp(D, config.mlp_width, config.num_master_params)
 
     def grown_config(self, extra_layers: int = 0, mlp_hidden: int | None = None) -> ControllerConfig:
         """The configuration of :meth:`grown`: ``extra_layers`` more layers, output MLPs
         ``mlp_hidden`` wide (None: as now)."""
-        old_hidden = self.config.mlp_hidden or self.config.d_model
-        hidden = mlp_hidden or old_hidden
-        if extra_layers < 0 or hidden < old_hidden:
+        hidden = mlp_hidden or self.config.mlp_width
+        if extra_layers < 0 or hidden < self.config.mlp_width:
             raise ValueError(f"a controller can only grow: extra_layers must be >= 0 (got {extra_layers}), "
-                             f"mlp_hidden >= {old_hidden} (got {hidden})")
+                             f"mlp_hidden >= {self.config.mlp_width} (got {hidden})")
         return dataclasses.replace(self.config, num_layers=self.config.num_layers + extra_layers, mlp_hidden=hidden)
 
     def grown(self, extra_layers: int = 0, mlp_hidden: int | None = None) -> "TransformerController":
@@ -166,9 +169,8 @@ class TransformerController(nn.Module):
         state = self.state_dict()
         for name, value in smaller.state_dict().items():
             state[name][tuple(slice(0, n) for n in value.shape)] = value  # MLPs: into the first units
-        old_hidden = smaller.config.mlp_hidden or smaller.config.d_model
         for head in ("track_head", "master_head"):
-            state[f"{head}.2.weight"][:, old_hidden:] = 0.0
+            state[f"{head}.2.weight"][:, smaller.config.mlp_width:] = 0.0
         for layer in range(smaller.config.num_layers, self.config.num_layers):
             for name in ("self_attn.out_proj.weight", "self_attn.out_proj.bias", "linear2.weight", "linear2.bias"):
                 state[f"transformer.layers.{layer}.{name}"].zero_()
