@@ -196,6 +196,23 @@ def test_differentiable_loudness_matches_bs1770_on_steady_material():
     assert integrated_loudness(normalised[0], SR) == pytest.approx(-16.0, abs=0.3)
 
 
+def test_differentiable_loudness_is_right_for_every_length_and_rate_in_turn():
+    # loudness() caches its per-bin K-weighting: lengths (odd, even) and rates must not share an entry
+    from diffmst_lite.dsp.biquads import k_weighting_power
+
+    def direct(x, sample_rate):  # Parseval in float64, nothing cached
+        n = x.shape[-1]
+        power = torch.fft.rfft(x.double(), dim=-1).abs().square() * k_weighting_power(sample_rate, n // 2 + 1)
+        power[..., 1 : (n + 1) // 2] *= 2  # one-sided: all bins but DC (and Nyquist for even n) twice
+        return -0.691 + 10 * torch.log10(power.sum(-1).sum(-1) / n**2)
+
+    generator = torch.Generator().manual_seed(3)
+    cases = [(SR, 44100), (SR, 44101), (2 * SR, 44100), (SR, 1000), (SR, 44100), (2 * SR, 44101)]
+    for sample_rate, n in cases + cases[::-1]:
+        x = 0.1 * torch.randn(2, 2, n, generator=generator)
+        assert torch.allclose(loudness(x, sample_rate).double(), direct(x, sample_rate), atol=1e-3), (sample_rate, n)
+
+
 def test_features_reject_mono_shaped_input():
     with pytest.raises(ValueError, match="stereo"):
         F.rms(torch.zeros(1, 1, 100))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -75,15 +76,24 @@ def loudness(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     x = validate_audio(x, "loudness input", dims=3)
     n = x.shape[-1]
     spectrum = real_fft(x, n)
-    weight = k_weighting_power(sample_rate, spectrum.shape[-1], x.device).to(x.dtype)
-    # rfft keeps one side: every bin but DC (and Nyquist for even n) counts twice.
+    mean_square = (spectrum.real.square() + spectrum.imag.square()) * _bin_weights(sample_rate, n, x.dtype, x.device)
+    power = mean_square.sum(-1).sum(-1) / (n * n)  # Parseval
+    return (-0.691 + 10 * torch.log10(power + 1e-12)).clamp_min(SILENCE_LUFS)
+
+
+@functools.lru_cache(maxsize=4)
+def _bin_weights(sample_rate: float, num_samples: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """What each bin of an ``rfft`` of ``num_samples`` adds to the K-weighted mean square:
+    ``|K(f)|^2``, twice for every bin but DC (and Nyquist for even lengths: ``rfft``
+    keeps one side). Cached, not to be modified: the float64 sines and cosines of the
+    K-weighting's response on every bin took longer than the rest of :func:`loudness`,
+    which a training step calls four times on the same length."""
+    weight = k_weighting_power(sample_rate, num_samples // 2 + 1, device).to(dtype)
     sides = torch.full_like(weight, 2.0)
     sides[0] = 1.0
-    if n % 2 == 0:
+    if num_samples % 2 == 0:
         sides[-1] = 1.0
-    mean_square = (spectrum.real.square() + spectrum.imag.square()) * weight * sides
-    power = mean_square.sum(-1).sum(-1) / (n * n)
-    return (-0.691 + 10 * torch.log10(power + 1e-12)).clamp_min(SILENCE_LUFS)
+    return weight * sides
 
 
 def loudness_normalize(x: torch.Tensor, sample_rate: float, target_lufs: float = -16.0) -> torch.Tensor:
