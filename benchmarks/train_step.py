@@ -29,9 +29,13 @@ average is printed with the table.
 ``network + console + loss`` should be close to ``step``. They run
 interleaved, so background load on a shared machine hits them alike; the load
 average is printed with the table (the targets assume an otherwise idle CPU).
+``--command-allocator`` runs the script with the glibc allocator settings that the
+``diffmst-lite`` command gives itself (:data:`diffmst_lite.__main__.ALLOCATOR_SETTINGS`:
+freed memory kept for reuse), so the step is timed as ``diffmst-lite train`` runs it;
+without it, glibc's defaults, as in a notebook kernel. The SUMMARY line says which.
 Run::
 
-    .venv/bin/python benchmarks/train_step.py [--skip-paper] [--repeats 7]
+    .venv/bin/python benchmarks/train_step.py [--skip-paper] [--repeats 7] [--command-allocator]
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import statistics
 import time
 from typing import Callable, Dict, List
 
 import torch
 
+from diffmst_lite.__main__ import ALLOCATOR_SETTINGS
 from diffmst_lite.model import DiffMST
 from diffmst_lite.training.loop import StyleLoss, TrainConfig, build_optimizer, train_step
 
@@ -127,7 +133,13 @@ def main() -> None:
     ap.add_argument("--paper-repeats", type=int, default=2, help="timed runs for the (slow) paper model")
     ap.add_argument("--skip-paper", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--command-allocator", action="store_true",
+                    help="glibc allocator settings as the diffmst-lite command sets them (train, mix, ...)")
     args = ap.parse_args()
+    tuned = all(os.environ.get(name) == value for name, value in ALLOCATOR_SETTINGS.items())
+    if args.command_allocator and not tuned:  # glibc reads them at start-up only: run again with them
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR_SETTINGS})
+    allocator = "allocator as diffmst-lite sets it" if tuned else "glibc's default allocator"
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -142,7 +154,8 @@ def main() -> None:
         "mask": torch.ones(args.batch, args.tracks, dtype=torch.bool),
     }
     print(f"batch {args.batch} x {args.tracks} tracks x {args.seconds:g} s at {args.sample_rate} Hz, "
-          f"AF loss, AdamW (fused) as train builds it; torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"AF loss, AdamW (fused) as train builds it; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{allocator}")
 
     results, params = {}, {}
     model = DiffMST.lite(args.sample_rate)
@@ -166,7 +179,7 @@ def main() -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
     lite = results["lite"]
     print(f"\nSUMMARY lite train step, batch {args.batch} x {args.tracks} x {args.seconds:g} s @ {args.sample_rate} Hz, "
-          f"AF loss: median {lite['step']['wall']:.3f} s at {torch.get_num_threads()} threads (target <= 0.35: "
+          f"AF loss, {allocator}: median {lite['step']['wall']:.3f} s at {torch.get_num_threads()} threads (target <= 0.35: "
           f"{'met' if lite['step']['wall'] <= 0.35 else 'NOT met'}), {lite['step@1']['wall']:.3f} s at 1 thread; "
           f"console {lite['console']['wall']:.3f} s, network {lite['network']['wall']:.3f} s; load average "
           f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
