@@ -29,13 +29,12 @@ average is printed with the table.
 ``network + console + loss`` should be close to ``step``. They run
 interleaved, so background load on a shared machine hits them alike; the load
 average is printed with the table (the targets assume an otherwise idle CPU).
-``--command-allocator`` runs the script with the glibc allocator settings that the
-``diffmst-lite`` command gives itself (:data:`diffmst_lite.__main__.ALLOCATOR_SETTINGS`:
-freed memory kept for reuse), so the step is timed as ``diffmst-lite train`` runs it;
-without it, glibc's defaults, as in a notebook kernel. The SUMMARY line says which.
-Run::
+The script first tells glibc to keep freed memory, as ``train`` does
+(:func:`diffmst_lite.dsp.memory.keep_freed_memory`); ``--glibc-defaults`` leaves the
+allocator as a plain Python process has it (the step before that change). The
+SUMMARY line says which. Run::
 
-    .venv/bin/python benchmarks/train_step.py [--skip-paper] [--repeats 7] [--command-allocator]
+    .venv/bin/python benchmarks/train_step.py [--skip-paper] [--repeats 7] [--glibc-defaults]
 """
 
 from __future__ import annotations
@@ -43,14 +42,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import statistics
 import time
 from typing import Callable, Dict, List
 
 import torch
 
-from diffmst_lite.__main__ import ALLOCATOR_SETTINGS
+from diffmst_lite.dsp.memory import keep_freed_memory
 from diffmst_lite.model import DiffMST
 from diffmst_lite.training.loop import StyleLoss, TrainConfig, build_optimizer, train_step
 
@@ -133,13 +131,11 @@ def main() -> None:
     ap.add_argument("--paper-repeats", type=int, default=2, help="timed runs for the (slow) paper model")
     ap.add_argument("--skip-paper", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    ap.add_argument("--command-allocator", action="store_true",
-                    help="glibc allocator settings as the diffmst-lite command sets them (train, mix, ...)")
+    ap.add_argument("--glibc-defaults", action="store_true",
+                    help="leave glibc's allocator as it is (train() tells it to keep freed memory)")
     args = ap.parse_args()
-    tuned = all(os.environ.get(name) == value for name, value in ALLOCATOR_SETTINGS.items())
-    if args.command_allocator and not tuned:  # glibc reads them at start-up only: run again with them
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR_SETTINGS})
-    allocator = "allocator as diffmst-lite sets it" if tuned else "glibc's default allocator"
+    allocator = ("glibc's default allocator" if args.glibc_defaults else "freed memory kept, as train() does"
+                 if keep_freed_memory() else "allocator as the environment sets it")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -178,8 +174,9 @@ def main() -> None:
         label = "step 1 thread" if col == "step@1" else col
         print(f"| {label} | " + " | ".join(cells) + " |")
     lite = results["lite"]
-    print(f"\nSUMMARY lite train step, batch {args.batch} x {args.tracks} x {args.seconds:g} s @ {args.sample_rate} Hz, "
-          f"AF loss, {allocator}: median {lite['step']['wall']:.3f} s at {torch.get_num_threads()} threads (target <= 0.35: "
+    print(f"\nSUMMARY lite train step, batch {args.batch} x {args.tracks} x {args.seconds:g} s @ {args.sample_rate} "
+          f"Hz, AF loss, {allocator}: median {lite['step']['wall']:.3f} s at {torch.get_num_threads()} threads "
+          f"(target <= 0.35: "
           f"{'met' if lite['step']['wall'] <= 0.35 else 'NOT met'}), {lite['step@1']['wall']:.3f} s at 1 thread; "
           f"console {lite['console']['wall']:.3f} s, network {lite['network']['wall']:.3f} s; load average "
           f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")

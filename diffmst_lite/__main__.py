@@ -2,16 +2,18 @@
 
 Three things keep a command's wall time short (docs/design.md §4.4, benchmarks/README.md):
 
-* On Linux the command first re-executes itself with glibc allocator settings, before
-  PyTorch is imported. Tensors above glibc's mmap threshold (32 MB: a few seconds of
-  8 tracks) are otherwise mapped and unmapped on every operation, so each of their
+* On Linux the command first re-executes itself with glibc allocator settings
+  (:mod:`diffmst_lite.dsp.memory`), before PyTorch is imported. Tensors above glibc's
+  mmap threshold (32 MB: a few seconds of 8 tracks) are otherwise mapped and
+  unmapped on every operation, so each of their
   pages is faulted in and zeroed again: rendering a whole song spent about half its
   time there. ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` make glibc keep
   freed memory for reuse; ``MALLOC_ARENA_MAX=1`` makes the rendering threads use that
   one heap too (a thread's own arena maps every block above 64 MB afresh). The
   process's memory then stays at its peak until it exits. The console avoids such
-  temporaries itself where it can (it processes tracks in chunks), which covers
-  training-size inputs in any Python process, a notebook kernel included. Opt out with
+  temporaries itself where it can (it processes tracks in chunks), for rendering in
+  any Python process; training in any process sets the same values at run time
+  (:func:`diffmst_lite.dsp.memory.keep_freed_memory`). Opt out with
   ``DIFFMST_MALLOC_TUNING=0``; values already set in the environment are kept.
 * The garbage collector is off while PyTorch is imported (its collections over the
   import's objects cost about 0.15 s); those objects are then frozen out of later
@@ -30,14 +32,12 @@ import os
 import sys
 from typing import NoReturn
 
-ALLOCATOR_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736",
-                      "MALLOC_ARENA_MAX": "1"}
+from diffmst_lite.dsp.memory import ALLOCATOR_SETTINGS, tuning_wanted
 
 
 def main() -> NoReturn:
     """Entry point: re-execute once with :data:`ALLOCATOR_SETTINGS` (Linux), run the CLI, exit at once."""
-    wanted = os.environ.get("DIFFMST_MALLOC_TUNING", "1") != "0" and sys.platform.startswith("linux")
-    if wanted and not all(name in os.environ for name in ALLOCATOR_SETTINGS):
+    if tuning_wanted() and not all(name in os.environ for name in ALLOCATOR_SETTINGS):
         for name, value in ALLOCATOR_SETTINGS.items():
             os.environ.setdefault(name, value)
         os.execv(sys.executable, [sys.executable, "-m", "diffmst_lite", *sys.argv[1:]])

@@ -50,6 +50,7 @@ import torch.distributed as dist
 from diffmst_lite.data.datasets import Method1Dataset, Method2Dataset, collate_tracks
 from diffmst_lite.data.songs import load_songs
 from diffmst_lite.losses.style import AudioFeatureLoss, MRSTFTLoss, af_weights
+from diffmst_lite.dsp.memory import keep_freed_memory
 from diffmst_lite.model.controller import ControllerConfig
 from diffmst_lite.model.diffmst import DESCRIPTOR_WEIGHTS, DiffMST, DiffMSTConfig, read_checkpoint
 from diffmst_lite.model.encoder import EncoderConfig
@@ -376,10 +377,15 @@ def train(config: TrainConfig, songs: Sequence | None = None, progress: bool = T
     Returns ``{"history": [log rows], "checkpoint": path of last.pt, "model": the trained
     DiffMST (unwrapped), "seconds_per_step": float}``.
 
+    On Linux, glibc keeps freed memory from then on (:func:`diffmst_lite.dsp.memory.keep_freed_memory`:
+    a step 1.07-1.19x faster; the process keeps its peak memory; ``DIFFMST_MALLOC_TUNING=0``
+    leaves the allocator alone).
+
     Chapter 11: Method 1: self-supervised random mixes.
     """
     from tqdm.auto import tqdm
 
+    keep_freed_memory()
     rank, world, device = setup_distributed(config)
     out = prepare_run_dir(config)
     if config.threads:
