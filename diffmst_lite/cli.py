@@ -121,6 +121,9 @@ def cmd_mix(args: argparse.Namespace) -> None:
     refuse_overwrite(args.sheet_out, args.force)
     if args.optimize and args.checkpoint:
         raise CommandError("use either --checkpoint or --optimize, not both")
+    if args.optimize and args.refine:
+        raise CommandError("use either --optimize (no network) or --refine (the network's prediction, refined), "
+                           "not both")
     start_warm_up()
     with ThreadPoolExecutor(1, thread_name_prefix="diffmst-model") as pool:  # loads while the files are read
         model = None if args.optimize else pool.submit(load_model, args.checkpoint)
@@ -140,6 +143,8 @@ def cmd_mix(args: argparse.Namespace) -> None:
         if moved:
             print(f"note: {moved} predicted settings lay outside their range at {rate} Hz and were moved to "
                   "its edge", file=sys.stderr)
+        if args.refine:
+            sheet = optimize_sheet(tracks, reference, rate, names, args.excerpt, args.refine, start=sheet)
     if not args.keep_level:
         if not args.no_limiter:
             sheet = with_limiter(sheet, ceiling_dbtp=-1.0)
@@ -184,6 +189,13 @@ def cmd_features(args: argparse.Namespace) -> None:
         "bark_spectrum": {"mid": feats["bark_spectrum"][0], "side": feats["bark_spectrum"][1]},
     }
     write_json(document, args.out, args.force)
+
+
+def positive_steps(text: str) -> int:
+    """``--refine 30`` -> 30; a clear error for anything but a count >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a step count >= 1, e.g. 30")
+    return int(text)
 
 
 def step_counts(text: str) -> tuple[int, ...]:
@@ -380,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheet-out", help="also write the mixing sheet (JSON), to edit and re-render")
     p.add_argument("--excerpt", type=float, default=10.0, help="seconds of audio the settings are estimated on")
     p.add_argument("--steps", type=int, default=150, help="optimisation steps with --optimize")
+    p.add_argument("--refine", type=positive_steps, default=0, metavar="STEPS",
+                   help="refine the network's prediction with STEPS steps of test-time optimisation on the "
+                        "excerpts (beyond the paper; e.g. 30)")
     p.add_argument("--keep-level", action="store_true",
                    help="keep the predicted output gain (default: match the reference's loudness, "
                         "true peak <= -1 dBTP with a limiter)")

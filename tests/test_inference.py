@@ -11,7 +11,9 @@ from diffmst_lite.console import params
 from diffmst_lite.cli import main
 from diffmst_lite.console import MixingConsole
 from diffmst_lite.mixing.evaluate import COLUMNS, EvalConfig, evaluate, write_csv
-from diffmst_lite.mixing.inference import loudest_excerpt, predict_sheet, render_sheet, start_warm_up
+from diffmst_lite.console.sheet import params_to_sheet, sheet_to_params
+from diffmst_lite.mixing.inference import (loudest_excerpt, optimize_sheet, predict_sheet, render_sheet,
+                                             start_warm_up)
 from diffmst_lite.losses import AudioFeatureLoss
 from diffmst_lite.model import DiffMST
 from diffmst_lite.mixing import optimize_params
@@ -90,6 +92,40 @@ def test_mix_command_with_a_checkpoint_and_with_optimisation(tmp_path, capsys):
     assert np.allclose(sf.read(tmp_path / "r.wav")[0], sf.read(tmp_path / "m.wav")[0], atol=2e-3)
     code = main(["mix", *common, "--optimize", "--out", str(tmp_path / "m.wav")])
     assert code == 2 and "exists" in capsys.readouterr().err
+    # --refine: the prediction, refined; not with --optimize, and only for a count >= 1
+    assert main(["mix", *common, "--checkpoint", str(tmp_path / "model.pt"), "--refine", "3",
+                 "--out", str(tmp_path / "f.wav"), "--sheet-out", str(tmp_path / "f.json")]) == 0
+    assert json.loads((tmp_path / "f.json").read_text()) != json.loads((tmp_path / "m.json").read_text())
+    code = main(["mix", *common, "--optimize", "--refine", "3", "--out", str(tmp_path / "x.wav")])
+    assert code == 2 and "not both" in capsys.readouterr().err and not (tmp_path / "x.wav").exists()
+    with pytest.raises(SystemExit):
+        main(["mix", *common, "--refine", "0", "--out", str(tmp_path / "x.wav")])
+    assert "step count >= 1" in capsys.readouterr().err
+
+
+def test_refining_a_sheet_keeps_the_start_unless_it_finds_better():
+    generator = torch.Generator().manual_seed(4)
+    tracks = torch.randn(3, SR, generator=generator) * torch.tensor([0.3, 0.1, 0.05])[:, None]
+    console, loss = MixingConsole(SR), AudioFeatureLoss(SR)
+    target = params.random_track_params(1, 3, SR, generator), params.random_master_params(1, SR, generator)
+    start = params.random_track_params(1, 3, SR, generator), params.random_master_params(1, SR, generator)
+    with torch.no_grad():
+        reference = console(tracks[None], *target)[0]
+
+    def af(sheet):
+        settings = sheet_to_params(sheet, num_tracks=3, sample_rate=SR)
+        with torch.no_grad():
+            mix = console(tracks[None], settings["track_params"][None], settings["master_params"][None])
+        return float(loss(mix, reference[None]))
+
+    start_sheet = params_to_sheet(start[0][0], start[1][0], SR)
+    refined = optimize_sheet(tracks, reference, SR, steps=15, progress=False, start=start_sheet)
+    assert af(refined) < 0.8 * af(start_sheet)
+    from_neutral = optimize_sheet(tracks, reference, SR, steps=15, progress=False)
+    assert af(refined) != pytest.approx(af(from_neutral), rel=1e-3)  # it did start from the sheet
+    # a start that is already the answer stays (within the clamp to [0.001, 0.999] of each range)
+    exact = params_to_sheet(target[0][0], target[1][0], SR)
+    assert af(optimize_sheet(tracks, reference, SR, steps=5, progress=False, start=exact)) < 0.01
 
 
 def test_mix_limits_the_true_peak_and_reaches_a_mastered_references_loudness(tmp_path, capsys):

@@ -101,8 +101,14 @@ def predict_sheet(model, tracks: torch.Tensor, reference: torch.Tensor, sample_r
 
 
 def optimize_sheet(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int, names: list[str] | None = None,
-                   excerpt_seconds: float = 10.0, steps: int = 150, progress: bool = True) -> dict:
-    """Test-time optimisation of a sheet on excerpts (no network); see :mod:`diffmst_lite.mixing.optimize`.
+                   excerpt_seconds: float = 10.0, steps: int = 150, progress: bool = True,
+                   start: dict | None = None) -> dict:
+    """Test-time optimisation of a sheet on the loudest excerpts of ``tracks (T, N)`` and
+    ``reference (2, M)`` (see :mod:`diffmst_lite.mixing.optimize`), from the neutral
+    settings, or from the sheet ``start`` (e.g. the network's prediction: ``mix --refine``,
+    beyond the paper). The best settings seen are kept, the start among them (each value
+    clamped to [0.001, 0.999] of its range), so a refined sheet scores no worse than its
+    start on the excerpts.
 
     Chapter 14: Mix your own stems.
     """
@@ -110,7 +116,11 @@ def optimize_sheet(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: i
 
     excerpt = loudest_excerpt(tracks, sample_rate, excerpt_seconds)
     ref_excerpt = loudest_excerpt(reference, sample_rate, excerpt_seconds)
-    result = optimize_params(excerpt[None], ref_excerpt[None], sample_rate, steps=steps, progress=progress)
+    init = None
+    if start is not None:
+        settings = sheet_to_params(start, num_tracks=tracks.shape[0], sample_rate=sample_rate)
+        init = settings["track_params"][None], settings["master_params"][None]
+    result = optimize_params(excerpt[None], ref_excerpt[None], sample_rate, steps=steps, init=init, progress=progress)
     return params_to_sheet(result.track_params[0], result.master_params[0], sample_rate, names)
 
 
