@@ -3,8 +3,8 @@
 By default glibc maps large blocks (above a threshold that grows to 32 MB) afresh
 from the kernel and returns freed memory at the top of the heap, so a tensor of a
 few MB that an operation allocates and frees again costs page faults and zeroing
-on every call (a lite training step in a fresh process: 1.07-1.19x faster with
-them, benchmarks/README.md). Two ways to keep freed memory instead, same settings:
+on every call (a lite training step in a fresh process: median 1.09x faster with
+them in 18 alternated pairs, benchmarks/README.md). Two ways to keep freed memory instead, same settings:
 
 * :data:`ALLOCATOR_SETTINGS`, as environment variables that glibc reads when a
   process starts: the ``diffmst-lite`` command re-executes itself with them

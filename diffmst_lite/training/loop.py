@@ -378,7 +378,7 @@ def train(config: TrainConfig, songs: Sequence | None = None, progress: bool = T
     DiffMST (unwrapped), "seconds_per_step": float}``.
 
     On Linux, glibc keeps freed memory from then on (:func:`diffmst_lite.dsp.memory.keep_freed_memory`:
-    a step 1.07-1.19x faster; the process keeps its peak memory; ``DIFFMST_MALLOC_TUNING=0``
+    a step median 1.09x faster; the process keeps its peak memory; ``DIFFMST_MALLOC_TUNING=0``
     leaves the allocator alone).
 
     Chapter 11: Method 1: self-supervised random mixes.
