@@ -1,10 +1,13 @@
 """glibc's allocator told to keep freed memory for reuse (Linux; docs/design.md §4.4).
 
-By default glibc maps large blocks (above a threshold that grows to 32 MB) afresh
-from the kernel and returns freed memory at the top of the heap, so a tensor of a
-few MB that an operation allocates and frees again costs page faults and zeroing
-on every call (a lite training step in a fresh process: median 1.09x faster with
-them in 18 alternated pairs, benchmarks/README.md). Two ways to keep freed memory instead, same settings:
+By default glibc maps blocks above a threshold afresh from the kernel and hands
+freed memory at the top of the heap back to it. The threshold starts at 128 kB and
+rises with the blocks freed, up to 32 MB, so until it has risen (and always above
+32 MB: a few seconds of 8 tracks at 44.1 kHz) a tensor that an operation allocates
+and frees again costs page faults and zeroing on every call. Kept memory is reused
+instead: rendering a whole song spent about half its time on those pages, a lite
+training step in a fresh process was median 1.09x faster (18 alternated pairs,
+benchmarks/README.md). Two ways to keep it, same settings:
 
 * :data:`ALLOCATOR_SETTINGS`, as environment variables that glibc reads when a
   process starts: the ``diffmst-lite`` command re-executes itself with them

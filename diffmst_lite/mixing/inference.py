@@ -120,7 +120,8 @@ def optimize_sheet(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: i
     if start is not None:
         settings = sheet_to_params(start, num_tracks=tracks.shape[0], sample_rate=sample_rate)
         init = settings["track_params"][None], settings["master_params"][None]
-    result = optimize_params(excerpt[None], ref_excerpt[None], sample_rate, steps=steps, init=init, progress=progress)
+    result = optimize_params(excerpt[None], ref_excerpt[None], sample_rate, steps=steps, init=init,
+                             progress=progress)
     return params_to_sheet(result.track_params[0], result.master_params[0], sample_rate, names)
 
 

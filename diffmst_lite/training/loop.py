@@ -49,8 +49,8 @@ import torch.distributed as dist
 
 from diffmst_lite.data.datasets import Method1Dataset, Method2Dataset, collate_tracks
 from diffmst_lite.data.songs import load_songs
-from diffmst_lite.losses.style import AudioFeatureLoss, MRSTFTLoss, af_weights
 from diffmst_lite.dsp.memory import keep_freed_memory
+from diffmst_lite.losses.style import AudioFeatureLoss, MRSTFTLoss, af_weights
 from diffmst_lite.model.controller import ControllerConfig
 from diffmst_lite.model.diffmst import DESCRIPTOR_WEIGHTS, DiffMST, DiffMSTConfig, read_checkpoint
 from diffmst_lite.model.encoder import EncoderConfig
