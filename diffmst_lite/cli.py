@@ -229,7 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     songs = load_songs(args.data, subset=subset, split=split, sample_rate=rate, max_songs=args.max_songs)
     references = reference_songs(args.references, rate) if args.references else None
     config = EvalConfig(seconds=args.seconds, cross_song=args.cross_song, optimize_steps=args.steps,
-                        max_songs=args.max_songs, seed=args.seed)
+                        refine_steps=args.refine, max_songs=args.max_songs, seed=args.seed)
     pairs: list[dict] = []
     results = evaluate(model, songs, config, references=references, pairs=pairs)
     print(format_table(results))
@@ -444,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0, help="length of the tracks' and the reference section")
     p.add_argument("--steps", type=step_counts, default=(100,),
                    help="test-time optimisation steps; several as 50,100 (one run, a row each); 0: none")
+    p.add_argument("--refine", type=positive_steps, default=0, metavar="STEPS",
+                   help="also score the model's prediction refined by STEPS steps of test-time optimisation "
+                        "(mix --refine; beyond the paper)")
     p.add_argument("--max-songs", type=int, help="evaluate at most this many songs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -223,6 +223,17 @@ def test_per_pair_scores_average_to_the_table_and_count_wins(tmp_path):
     assert (tmp_path / "pairs.csv").read_text().splitlines()[0] == "song,reference,equal-loudness,random,optimised,model"
 
 
+def test_evaluation_scores_the_refined_prediction_no_worse_than_the_prediction():
+    pairs = []
+    model = DiffMST.lite(SR).eval()
+    results = evaluate(model, [_Song(0), _Song(1)], EvalConfig(seconds=1.0, optimize_steps=2, refine_steps=4),
+                       progress=False, pairs=pairs)
+    assert list(results) == ["equal-loudness", "random", "optimised", "model", "model + 4 steps"]
+    # the refinement starts at the prediction and keeps the best it meets (the start within the clamp)
+    assert all(p["model + 4 steps"] <= p["model"] * 1.01 for p in pairs)
+    assert any(p["model + 4 steps"] < 0.9 * p["model"] for p in pairs)
+
+
 def test_several_optimisation_budgets_come_from_one_run_and_match_separate_runs():
     """``optimize_steps=(2, 4)``: the 2-step row equals a 2-step evaluation, the 4-step row
     (named ``optimised``) a 4-step one; 0 steps leave the optimisation out."""

@@ -48,6 +48,7 @@ class EvalConfig:
     seconds: float = 5.0  # length of the tracks' section and of the reference section
     cross_song: bool = False
     optimize_steps: int | Sequence[int] = 100  # one count, or several (one run, best within each)
+    refine_steps: int = 0  # > 0: also the model's prediction refined by this many steps (row "model + K steps")
     max_songs: int | None = None
     seed: int = 0
 
@@ -119,6 +120,10 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
         if model is not None:
             with torch.no_grad():
                 settings["model"] = model.predict_params(tracks, reference)
+            if config.refine_steps:  # mix --refine, beyond the paper
+                refined = optimize_params(tracks, reference, sample_rate, steps=config.refine_steps,
+                                          init=settings["model"], progress=False)
+                settings[refined_name(config.refine_steps)] = refined.track_params, refined.master_params
         pair = {"song": getattr(song, "name", str(i)), "reference": getattr(ref_song, "name", "")}
         for method, (track_params, master_params) in settings.items():
             with torch.no_grad():
@@ -134,6 +139,11 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
 def optimised_name(steps: int, most_steps: int) -> str:
     """The row of ``steps`` of test-time optimisation: ``optimised`` for the largest count."""
     return "optimised" if steps == most_steps else f"optimised ({steps} step{'s' * (steps != 1)})"
+
+
+def refined_name(steps: int) -> str:
+    """The row of the model's prediction refined by ``steps`` of test-time optimisation."""
+    return f"model + {steps} step{'s' * (steps != 1)}"
 
 
 def _optimised(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int,
