@@ -225,13 +225,14 @@ def test_per_pair_scores_average_to_the_table_and_count_wins(tmp_path):
 
 def test_evaluation_scores_the_refined_prediction_no_worse_than_the_prediction():
     pairs = []
+    torch.manual_seed(0)
     model = DiffMST.lite(SR).eval()
     results = evaluate(model, [_Song(0), _Song(1)], EvalConfig(seconds=1.0, optimize_steps=2, refine_steps=4),
                        progress=False, pairs=pairs)
     assert list(results) == ["equal-loudness", "random", "optimised", "model", "model + 4 steps"]
     # the refinement starts at the prediction and keeps the best it meets (the start within the clamp)
     assert all(p["model + 4 steps"] <= p["model"] * 1.01 for p in pairs)
-    assert any(p["model + 4 steps"] < 0.9 * p["model"] for p in pairs)
+    assert all(p["model + 4 steps"] < 0.95 * p["model"] for p in pairs)  # and it found better here
 
 
 def test_several_optimisation_budgets_come_from_one_run_and_match_separate_runs():
