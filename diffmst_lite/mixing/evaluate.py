@@ -138,12 +138,17 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
 
 def optimised_name(steps: int, most_steps: int) -> str:
     """The row of ``steps`` of test-time optimisation: ``optimised`` for the largest count."""
-    return "optimised" if steps == most_steps else f"optimised ({steps} step{'s' * (steps != 1)})"
+    return "optimised" if steps == most_steps else f"optimised ({_steps(steps)})"
 
 
 def refined_name(steps: int) -> str:
     """The row of the model's prediction refined by ``steps`` of test-time optimisation."""
-    return f"model + {steps} step{'s' * (steps != 1)}"
+    return f"model + {_steps(steps)}"
+
+
+def _steps(count: int) -> str:
+    """``1 step``, ``30 steps``."""
+    return f"{count} step{'s' * (count != 1)}"
 
 
 def _optimised(tracks: torch.Tensor, reference: torch.Tensor, sample_rate: int,
