@@ -76,6 +76,8 @@ data: install
 	    --test-songs 8 --sample-rate 22050
 	test -d $(DATA)/synthv || $(VENV)/bin/diffmst-lite make-songs $(DATA)/synthv --songs 48 --seconds 20 --seed 1 \
 	    --test-songs 8 --sample-rate 22050 --varied
+	test -d $(DATA)/synth_fresh || $(VENV)/bin/diffmst-lite make-songs $(DATA)/synth_fresh --songs 0 --seconds 20 \
+	    --seed 100 --test-songs 32 --sample-rate 22050
 	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/real --sources lmms --sample-rate 22050 --seconds 40
 	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/realmidi --sources midi --sample-rate 22050 --seconds 60
 	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/refs --sources "" --references-out $(DATA)/refs
@@ -83,7 +85,8 @@ data: install
 # TRAINING_LOGS="p1=runs/p1/log.csv,p2=..." also stores the checkpoint's training curves;
 # RESULTS_SETTINGS=clips runs only some steps (here the listening examples, about 10 CPU-minutes).
 results: data
-	$(PY) scripts/results.py --synthetic $(DATA)/synth --real $(DATA)/real,$(DATA)/realmidi \
+	$(PY) scripts/results.py --synthetic $(DATA)/synth --synthetic-fresh $(DATA)/synth_fresh \
+	    --real $(DATA)/real,$(DATA)/realmidi \
 	    --references $(DATA)/refs --out assets/results --jobs 2 \
 	    $(if $(TRAINING_LOGS),--training-logs $(TRAINING_LOGS)) \
 	    $(if $(RESULTS_SETTINGS),--settings $(RESULTS_SETTINGS))

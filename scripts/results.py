@@ -13,6 +13,7 @@ compact artefacts that the README and chapter 15 read instead of recomputing the
 Settings (5 s sections, test-time optimisation 50 and 100 steps from one run):
 
     synthetic-same / synthetic-cross   the test songs of a synthetic tree (make-songs)
+    synthetic-fresh-same / -cross      the same for a second, larger synthetic test set (--synthetic-fresh)
     real-same / real-cross             the validation split of a real tree (make-real-songs)
     real-mastered                      the real tracks against released mastered mixes
 
@@ -22,7 +23,8 @@ beside their reference (see :data:`CLIP_EXAMPLES`).
 
 Usage::
 
-    python scripts/results.py --synthetic data/synth --real data/real --references data/refs \\
+    python scripts/results.py --synthetic data/synth --synthetic-fresh data/synth_fresh --real data/real \\
+        --references data/refs \\
         [--checkpoint runs/x/last.pt] [--out assets/results] [--settings real-same,...,clips]
     python scripts/results.py --real data/real,data/realmidi --references data/refs --settings clips
 """
@@ -57,7 +59,8 @@ from diffmst_lite.mixing.evaluate import (EvalConfig, equal_loudness_params, eva
 from diffmst_lite.mixing.inference import (DEFAULT_CHECKPOINT, load_model, loudest_excerpt, optimize_sheet,
                                            predict_sheet, render_sheet)
 
-SETTINGS = ("synthetic-same", "synthetic-cross", "real-same", "real-cross", "real-mastered")
+SETTINGS = ("synthetic-same", "synthetic-cross", "synthetic-fresh-same", "synthetic-fresh-cross", "real-same",
+            "real-cross", "real-mastered")
 STEPS = (*SETTINGS, "clips")
 
 # Listening examples: (example, a development (validation split) song of --real, the reference:
@@ -154,7 +157,8 @@ def write_training_log(logs: str, path: Path) -> None:
 def songs_and_references(setting: str, args: argparse.Namespace, rate: int) -> tuple[list, list | None, bool]:
     """``(songs, references, cross_song)`` of ``setting``."""
     if setting.startswith("synthetic"):
-        return load_songs(args.synthetic, subset="test", sample_rate=rate), None, setting.endswith("cross")
+        root = args.synthetic_fresh if setting.startswith("synthetic-fresh") else args.synthetic
+        return load_songs(root, subset="test", sample_rate=rate), None, setting.endswith("cross")
     songs = [song for root in args.real.split(",")
              for song in load_songs(root, subset="train", split="valid", sample_rate=rate)]
     if setting == "real-mastered":
@@ -271,6 +275,7 @@ def write_clips(args: argparse.Namespace, checkpoint: Path, out: Path, recorded:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--synthetic", help="synthetic tree (its test songs)")
+    parser.add_argument("--synthetic-fresh", help="a second synthetic tree from another seed (its test songs)")
     parser.add_argument("--real", help="real tree(s), comma-separated (their validation splits)")
     parser.add_argument("--references", help="folder of mastered mixes (real-mastered)")
     parser.add_argument("--checkpoint", help="default: the shipped checkpoint")
@@ -293,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     if "clips" in steps and not (args.real and args.references and 0 < args.clip_seconds <= 10):
         parser.error("clips needs --real and --references, and --clip-seconds of at most 10")
     settings = [s for s in steps if s in SETTINGS]
+    for setting in settings:
+        option = ("--synthetic-fresh" if setting.startswith("synthetic-fresh") else "--synthetic"
+                  if setting.startswith("synthetic") else "--references" if setting == "real-mastered" else "--real")
+        if not getattr(args, option[2:].replace("-", "_")) or (setting == "real-mastered" and not args.real):
+            parser.error(f"setting {setting} needs {option}" + (" and --real" if setting == "real-mastered" else ""))
 
     checkpoint = Path(args.checkpoint or DEFAULT_CHECKPOINT)
     out = Path(args.out)

@@ -25,6 +25,8 @@ RESULTS_DIR = Path(__file__).resolve().parents[2] / "assets" / "results"
 SETTING_TITLES = {
     "synthetic-same": "synthetic test songs, same-song reference",
     "synthetic-cross": "synthetic test songs, another song's mix as reference",
+    "synthetic-fresh-same": "fresh synthetic test songs (a second, larger test set from another seed), same-song reference",
+    "synthetic-fresh-cross": "fresh synthetic test songs (a second, larger test set from another seed), another song's mix as reference",
     "real-same": "real development songs, the song's own mix (producer's or composer's) as reference",
     "real-cross": "real development songs, another development song's mix as reference",
     "real-mastered": "real development songs, a released mastered mix as reference",
