@@ -154,6 +154,15 @@ def write_training_log(logs: str, path: Path) -> None:
         writer.writerows(rows)
 
 
+def song_options(setting: str) -> list[str]:
+    """The command-line options that name the songs (and references) of ``setting``."""
+    if setting.startswith("synthetic-fresh"):
+        return ["--synthetic-fresh"]
+    if setting.startswith("synthetic"):
+        return ["--synthetic"]
+    return ["--real", "--references"] if setting == "real-mastered" else ["--real"]
+
+
 def songs_and_references(setting: str, args: argparse.Namespace, rate: int) -> tuple[list, list | None, bool]:
     """``(songs, references, cross_song)`` of ``setting``."""
     if setting.startswith("synthetic"):
@@ -299,10 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("clips needs --real and --references, and --clip-seconds of at most 10")
     settings = [s for s in steps if s in SETTINGS]
     for setting in settings:
-        option = ("--synthetic-fresh" if setting.startswith("synthetic-fresh") else "--synthetic"
-                  if setting.startswith("synthetic") else "--references" if setting == "real-mastered" else "--real")
-        if not getattr(args, option[2:].replace("-", "_")) or (setting == "real-mastered" and not args.real):
-            parser.error(f"setting {setting} needs {option}" + (" and --real" if setting == "real-mastered" else ""))
+        missing = [option for option in song_options(setting) if not getattr(args, option[2:].replace("-", "_"))]
+        if missing:
+            parser.error(f"setting {setting} needs {' and '.join(missing)}")
 
     checkpoint = Path(args.checkpoint or DEFAULT_CHECKPOINT)
     out = Path(args.out)

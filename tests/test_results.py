@@ -90,3 +90,18 @@ def test_provenance_line_leaves_out_the_training_log_paths():
     command = "python scripts/results.py --out assets/results --training-logs p1=/runs/a/log.csv,p2=/runs/b/log.csv"
     assert short_command(command) == "python scripts/results.py --out assets/results --training-logs p1=…,p2=…"
     assert short_command("python scripts/results.py --out x") == "python scripts/results.py --out x"
+
+
+def test_results_script_refuses_a_setting_whose_songs_it_was_not_given(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_script", ROOT / "scripts" / "results.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for argv, message in ((["--settings", "synthetic-fresh-same"], "synthetic-fresh-same needs --synthetic-fresh"),
+                          (["--synthetic", "x", "--settings", "synthetic-cross,real-mastered"],
+                           "real-mastered needs --real and --references"),
+                          (["--real", "x", "--settings", "real-mastered"], "real-mastered needs --references")):
+        with pytest.raises(SystemExit):
+            script.main(argv)
+        assert message in capsys.readouterr().err
