@@ -98,7 +98,8 @@ def cmd_render(args: argparse.Namespace) -> None:
 def report_mix(path: str, mix: torch.Tensor, rate: int, num_tracks: int) -> None:
     peak = float(mix.abs().max())
     note = f" (peak {20 * torch.log10(torch.tensor(peak)):.1f} dBFS: above 0 dBFS, kept as float)" if peak > 1 else ""
-    print(f"wrote {path}: {num_tracks} tracks, {mix.shape[-1] / rate:.2f} s at {rate} Hz{note}", file=sys.stderr)
+    tracks = f"{num_tracks} track{'s' if num_tracks != 1 else ''}"
+    print(f"wrote {path}: {tracks}, {mix.shape[-1] / rate:.2f} s at {rate} Hz{note}", file=sys.stderr)
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
@@ -385,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mix", help="mix tracks in the style of a reference (trained model or optimisation)")
     p.add_argument("tracks", nargs="+", metavar="TRACK", help="audio files (a stereo file is two tracks)")
-    p.add_argument("--reference", required=True, help="the reference mix (stereo audio file)")
+    p.add_argument("--reference", required=True,
+                   help="the reference mix (a stereo or mono audio file: wav, flac, ogg, mp3, or m4a through ffmpeg)")
     p.add_argument("--out", required=True, help="output WAV (32-bit float)")
     p.add_argument("--checkpoint", help="model checkpoint (default: the shipped lite model)")
     p.add_argument("--optimize", action="store_true", help="optimise the settings directly (no network)")

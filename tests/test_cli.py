@@ -69,7 +69,7 @@ def test_render_refuses_to_overwrite_without_force(stems, capsys):
     ("empty", "empty"),
     ("length", "different lengths"),
     ("rate", "different sample rates"),
-    ("count", "has 1 tracks but 2 were given"),
+    ("count", "has 1 track(s) but 2 were given"),
     ("json", "invalid JSON at line 1"),
     ("range", "tracks[0].eq[2].freq_hz: 20000 is outside"),
     ("missing_field", "tracks[0].compressor: missing field 'ratio'"),

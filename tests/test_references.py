@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from diffmst_lite.data import songs as data
+from diffmst_lite.files import audio as audio_files
 from diffmst_lite.cli import main
 from diffmst_lite.data import Song, load_songs, reference_songs
 from diffmst_lite.data.datasets import Method2Dataset
@@ -53,15 +53,28 @@ def test_reference_songs_read_mp3_m4a_opus_and_wav(refs, tmp_path, monkeypatch):
     # the m4a went through ffmpeg into the cache, once
     cached = list((tmp_path / "diffmst-lite" / "decoded").glob("b_song-*.wav"))
     assert len(cached) == 1
-    monkeypatch.setattr(data.subprocess, "run", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(audio_files.subprocess, "run", lambda *a, **k: pytest.fail("decoded again"))
     assert reference_songs([refs / "b_song.m4a"], SR)[0].files["mixture"] == cached[0]
 
 
 def test_undecodable_reference_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "broken.m4a").write_bytes(b"not audio at all")
-    with pytest.raises(ValueError, match="broken.m4a: ffmpeg cannot decode it"):
+    with pytest.raises(ValueError, match=r"broken.m4a: cannot read audio \(ffmpeg cannot decode it"):
         reference_songs(tmp_path, SR)
+
+
+def test_every_command_reads_an_m4a_file(refs, tmp_path, monkeypatch, capsys):
+    """`mix --reference song.m4a` (a bought record is often m4a) reads it as the reference folders do."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    audio, rate = audio_files.load_audio(refs / "b_song.m4a")
+    assert audio.shape[0] == 2 and abs(audio.shape[1] / rate - 3.0) < 0.1
+    assert peak_hz(audio[0].numpy(), rate) == pytest.approx(440, abs=2)
+    assert peak_hz(audio[1].numpy(), rate) == pytest.approx(660, abs=2)
+    assert main(["features", str(refs / "b_song.m4a")]) == 0 and f'"sample_rate": {rate}' in capsys.readouterr().out
+    (tmp_path / "text.m4a").write_text("not audio")
+    assert main(["features", str(tmp_path / "text.m4a")]) == 2
+    assert "text.m4a: cannot read audio (ffmpeg cannot decode it" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -183,7 +183,8 @@ def sheet_to_params(sheet: Any, num_tracks: int | None = None, sample_rate: int 
     if not isinstance(sheet["tracks"], list) or not sheet["tracks"]:
         raise SheetError("sheet.tracks: expected a non-empty list of channel strips")
     if num_tracks is not None and len(sheet["tracks"]) != num_tracks:
-        raise SheetError(f"sheet.tracks: the sheet has {len(sheet['tracks'])} tracks but {num_tracks} were given")
+        raise SheetError(f"sheet.tracks: the sheet has {len(sheet['tracks'])} track(s) but {num_tracks} "
+                         f"{'was' if num_tracks == 1 else 'were'} given")
     track_specs, master_specs = params.track_param_specs(rate), params.master_param_specs(rate)
     strips = [_read_strip(t, f"tracks[{i}]", TRACK_FIELDS, track_specs) for i, t in enumerate(sheet["tracks"])]
     master = _read_strip(sheet["master"], "master", MASTER_FIELDS, master_specs)

@@ -15,11 +15,9 @@ and are re-exported here.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Sequence
 
@@ -27,12 +25,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from diffmst_lite.files.audio import fit_length, resample
+from diffmst_lite.files.audio import AUDIO_SUFFIXES, FFMPEG_SUFFIXES, fit_length, readable_path, resample
 
 STEM_NAMES = ("drums", "bass", "other", "vocals")  # MUSDB stem ids 1..4
 SETUP_FILE = "diffmst_setup.yaml"  # musdb setup of a synthetic tree (its own validation split)
-AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".opus", ".mp3")  # read by libsndfile (mp3: >= 1.1)
-FFMPEG_SUFFIXES = (".m4a",)  # reference mixes decoded once with ffmpeg (cached as wav)
 
 
 # --------------------------------------------------------------------- musdb
@@ -62,7 +58,8 @@ def _resolve_root(root: str | os.PathLike | None) -> Path:
     if root is None:
         root = os.environ.get("MUSDB_PATH")
         if not root:
-            raise ValueError("no MUSDB path: pass root=... or set the MUSDB_PATH environment variable")
+            raise ValueError("no MUSDB path: give --data DIR (root=... in Python) or set the MUSDB_PATH "
+                             "environment variable")
     return Path(root).expanduser()
 
 
@@ -71,7 +68,8 @@ def detect_is_wav(root: str | os.PathLike) -> bool:
     synthetic), False for ``root/<subset>/<song>.stem.mp4`` (MUSDB18); else an error."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"MUSDB path {root} does not exist (set MUSDB_PATH or pass root=...)")
+        raise FileNotFoundError(f"MUSDB path {root} does not exist (give --data DIR, root=... in Python, "
+                                "or set MUSDB_PATH)")
     if any(root.glob("*/*/mixture.wav")):
         return True
     if any(root.glob("*/*.stem.mp4")):
@@ -259,40 +257,6 @@ def load_songs(root: str | os.PathLike | None = None, subset: str = "train", spl
     return songs
 
 
-def decoded_wav(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """``path`` decoded by ffmpeg to a float WAV (native rate and channels), cached by
-    path, size and time in ``cache_dir`` (default ``$XDG_CACHE_HOME/diffmst-lite/decoded``)."""
-    path = Path(path).resolve()
-    if shutil.which("ffmpeg") is None:
-        raise RuntimeError(f"{path}: reading {path.suffix} needs ffmpeg (apt-get install ffmpeg)")
-    cache_dir = Path(cache_dir or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "diffmst-lite"
-                     / "decoded")
-    stat = path.stat()
-    key = hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    out = cache_dir / f"{path.stem}-{key}.wav"
-    if not out.is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".partial.wav")
-        done = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(path), "-vn", "-c:a", "pcm_f32le",
-                               str(tmp)], capture_output=True, text=True)
-        if done.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            raise ValueError(f"{path}: ffmpeg cannot decode it ({(done.stderr.strip().splitlines() or ['?'])[-1]})")
-        tmp.rename(out)
-    return out
-
-
-def _readable(path: Path) -> Path:
-    """``path`` if libsndfile reads it, else its ffmpeg-decoded WAV (:func:`decoded_wav`)."""
-    if path.suffix.lower() not in FFMPEG_SUFFIXES:
-        try:
-            sf.info(str(path))
-            return path
-        except RuntimeError:  # soundfile.LibsndfileError (e.g. mp3 with libsndfile < 1.1)
-            pass
-    return decoded_wav(path)
-
-
 def reference_songs(source: str | os.PathLike | Sequence, sample_rate: int = 44100, cache: bool = False) -> list[Song]:
     """Mix-only songs from a folder of audio files (searched recursively; wav, flac, aiff, ogg,
     mp3, and m4a through ffmpeg) or a list of paths. Songs keep their file's name.
@@ -309,7 +273,7 @@ def reference_songs(source: str | os.PathLike | Sequence, sample_rate: int = 441
             raise FileNotFoundError(f"no audio files ({', '.join(suffixes)}) in {folder}")
     songs = []
     for path in map(Path, source):
-        song = Song.from_file(_readable(path), sample_rate, cache)
+        song = Song.from_file(readable_path(path), sample_rate, cache)
         song.name = path.stem
         songs.append(song)
     return songs

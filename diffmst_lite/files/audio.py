@@ -5,14 +5,21 @@ resampling and cropping. Loudness lives in :mod:`diffmst_lite.dsp.loudness`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from diffmst_lite.files.atomic import atomic_path
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".opus", ".mp3")  # read by libsndfile (mp3: >= 1.1)
+FFMPEG_SUFFIXES = (".m4a",)  # decoded once with ffmpeg (cached as wav)
 
 
 class AudioError(ValueError):
@@ -43,7 +50,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
     """Read an audio file as ``(channels, samples)`` float32.
 
     Args:
-        path: any format libsndfile reads (WAV, FLAC, OGG, ...).
+        path: any format libsndfile reads (WAV, FLAC, OGG, mp3, ...), or m4a and anything else
+            ffmpeg decodes (:func:`readable_path`).
         sample_rate: if given, resample to this rate (polyphase, :func:`resample`).
 
     Returns:
@@ -58,7 +66,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(str(readable_path(path)), dtype="float32", always_2d=True)
+    except AudioError:
+        raise
     except Exception as error:  # libsndfile's messages are long; keep the gist
         raise AudioError(f"{path}: cannot read audio ({str(error).splitlines()[0]})") from None
     audio = torch.empty(data.shape[::-1], dtype=torch.float32)
@@ -68,6 +78,50 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
     if sample_rate is not None and sample_rate != rate:
         audio, rate = resample(audio, rate, sample_rate), sample_rate
     return audio, rate
+
+
+def readable_path(path: str | os.PathLike) -> Path:
+    """``path`` if libsndfile reads it, else its ffmpeg-decoded WAV (:func:`decoded_wav`):
+    m4a, and mp3 where libsndfile is older than 1.1."""
+    import soundfile as sf
+
+    path = Path(path)
+    if path.suffix.lower() not in FFMPEG_SUFFIXES:
+        try:
+            sf.info(str(path))
+            return path
+        except RuntimeError:  # soundfile.LibsndfileError
+            if shutil.which("ffmpeg") is None:
+                raise
+    return decoded_wav(path)
+
+
+def decoded_wav(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``path`` decoded by ffmpeg to a float WAV (native rate and channels), cached by
+    path, size and time in ``cache_dir`` (default ``$XDG_CACHE_HOME/diffmst-lite/decoded``).
+
+    Raises:
+        AudioError: ffmpeg is missing or cannot decode the file.
+    """
+    given, path = path, Path(path).resolve()
+    if shutil.which("ffmpeg") is None:
+        raise AudioError(f"{given}: reading {path.suffix} needs ffmpeg (apt-get install ffmpeg)")
+    cache_dir = Path(cache_dir or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "diffmst-lite"
+                     / "decoded")
+    stat = path.stat()
+    key = hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    out = cache_dir / f"{path.stem}-{key}.wav"
+    if not out.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".partial.wav")
+        done = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(path), "-vn", "-c:a", "pcm_f32le",
+                               str(tmp)], capture_output=True, text=True)
+        if done.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            reason = (done.stderr.strip().splitlines() or ["?"])[-1]
+            raise AudioError(f"{given}: cannot read audio (ffmpeg cannot decode it: {reason})")
+        tmp.rename(out)
+    return out
 
 
 RESAMPLE_ZEROS = 10  # zero crossings of the sinc on each side, at the lower rate (as scipy's resample_poly)
