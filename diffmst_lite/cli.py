@@ -27,30 +27,38 @@ class CommandError(Exception):
 def load_tracks(paths: list[str]) -> tuple[torch.Tensor, list[str], int]:
     """Load track files as mono tracks ``(T, N)``; a stereo file becomes ``<name>_L``, ``<name>_R``.
 
+    The files' headers are checked first; then each file is decoded straight into its rows
+    of ``(T, N)`` (no per-file copies to stack).
+
     Raises:
         CommandError: files with different sample rates or lengths, or more than 2 channels.
+        AudioError: a missing or unreadable file, or empty or non-finite audio.
     """
     from diffmst_lite.dsp.threads import thread_map
+    from diffmst_lite.files.audio import audio_info, decode_into, validate_audio
 
-    tracks, names, rates, lengths = [], [], {}, {}
-    for path, (audio, rate) in zip(paths, thread_map(load_audio, paths)):  # decoding releases the GIL
-        rates[path], lengths[path] = rate, audio.shape[-1]
+    infos = [audio_info(path) for path in paths]  # (readable path, channels, frames, rate)
+    names, rows, first = [], [], 0
+    for path, (_, channels, _, _) in zip(paths, infos):
         stem = Path(path).stem
-        if audio.shape[0] == 1:
-            tracks.append(audio[0])
-            names.append(stem)
-        elif audio.shape[0] == 2:
-            tracks += [audio[0], audio[1]]
-            names += [f"{stem}_L", f"{stem}_R"]
-        else:
-            raise CommandError(f"{path}: has {audio.shape[0]} channels; tracks must be mono or stereo")
-    if len(set(rates.values())) > 1:
-        detail = ", ".join(f"{Path(p).name}: {r} Hz" for p, r in rates.items())
-        raise CommandError(f"tracks have different sample rates ({detail}); resample them to one rate")
-    if len(set(lengths.values())) > 1:
-        detail = ", ".join(f"{Path(p).name}: {n} samples" for p, n in lengths.items())
-        raise CommandError(f"tracks have different lengths ({detail}); trim or pad them to one length")
-    return torch.stack(tracks), names, next(iter(rates.values()))
+        if channels not in (1, 2):
+            raise CommandError(f"{path}: has {channels} channels; tracks must be mono or stereo")
+        names += [stem] if channels == 1 else [f"{stem}_L", f"{stem}_R"]
+        rows.append(slice(first, first + channels))
+        first += channels
+    for field, what, unit, fix in ((3, "sample rates", "Hz", "resample them to one rate"),
+                                   (2, "lengths", "samples", "trim or pad them to one length")):
+        if len({info[field] for info in infos}) > 1:
+            detail = ", ".join(f"{Path(p).name}: {info[field]} {unit}" for p, info in zip(paths, infos))
+            raise CommandError(f"tracks have different {what} ({detail}); {fix}")
+    num_samples = infos[0][2]
+    tracks = torch.empty(first, num_samples)
+    decoded = thread_map(lambda i: decode_into(paths[i], infos[i][0], tracks[rows[i]]), range(len(paths)))
+    for path, count, part in zip(paths, decoded, rows):  # decoding releases the GIL
+        if count != num_samples:
+            raise CommandError(f"{path}: decoded {count} samples where its header says {num_samples}")
+        validate_audio(tracks[part], name=str(path))
+    return tracks, names, infos[0][3]
 
 
 def refuse_overwrite(path: str | None, force: bool) -> None:

@@ -52,6 +52,23 @@ def test_sheet_then_render_gives_the_neutral_balance(stems, capsys):
     assert np.allclose(mix[:, 0], (bass + keys[:, 0] + keys[:, 1]) * centre, atol=1e-4)
 
 
+def test_tracks_are_decoded_whole_into_their_rows_across_many_blocks(tmp_path):
+    from diffmst_lite.cli import load_tracks
+    from diffmst_lite.files.audio import READ_BLOCK_FRAMES
+
+    n = 2 * READ_BLOCK_FRAMES + 12345  # two whole blocks and a part
+    rng = np.random.default_rng(0)
+    stereo, mono = rng.uniform(-0.5, 0.5, (n, 2)).astype(np.float32), rng.uniform(-0.5, 0.5, n).astype(np.float32)
+    sf.write(tmp_path / "pad.flac", stereo, SR, subtype="PCM_24")
+    sf.write(tmp_path / "kick.wav", mono, SR, subtype="FLOAT")
+    tracks, names, rate = load_tracks([str(tmp_path / "kick.wav"), str(tmp_path / "pad.flac")])
+    assert names == ["kick", "pad_L", "pad_R"] and rate == SR and tracks.shape == (3, n)
+    expected = np.stack([mono, *sf.read(tmp_path / "pad.flac", dtype="float32")[0].T])
+    assert np.array_equal(tracks.numpy(), expected)
+    audio, _ = load_audio(tmp_path / "pad.flac")
+    assert np.array_equal(audio.numpy(), expected[1:])
+
+
 def test_render_refuses_to_overwrite_without_force(stems, capsys):
     run(["sheet", stems / "bass.wav", "--out", stems / "s.json"], capsys)
     (stems / "mix.wav").write_bytes(b"precious")
