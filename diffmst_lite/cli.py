@@ -52,9 +52,10 @@ def load_tracks(paths: list[str]) -> tuple[torch.Tensor, list[str], int]:
             detail = ", ".join(f"{Path(p).name}: {info[field]} {unit}" for p, info in zip(paths, infos))
             raise CommandError(f"tracks have different {what} ({detail}); {fix}")
     num_samples = infos[0][2]
-    tracks = torch.empty(first, num_samples)
+    tracks = torch.empty(first, num_samples, dtype=torch.float32)
+    # on several threads: libsndfile's decoding releases the GIL
     decoded = thread_map(lambda i: decode_into(paths[i], infos[i][0], tracks[rows[i]]), range(len(paths)))
-    for path, count, part in zip(paths, decoded, rows):  # decoding releases the GIL
+    for path, count, part in zip(paths, decoded, rows):
         if count != num_samples:
             raise CommandError(f"{path}: decoded {count} samples where its header says {num_samples}")
         validate_audio(tracks[part], name=str(path))

@@ -116,8 +116,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
         AudioError: missing or unreadable file, empty or non-finite audio.
     """
     readable, channels, frames, rate = audio_info(path)
-    audio = torch.empty(channels, frames)
-    audio = validate_audio(audio[:, : decode_into(path, readable, audio)], name=str(path))
+    audio = torch.empty(channels, frames, dtype=torch.float32)
+    audio = validate_audio(audio[:, : decode_into(path, readable, audio)].contiguous(), name=str(path))
     if sample_rate is not None and sample_rate != rate:
         audio, rate = resample(audio, rate, sample_rate), sample_rate
     return audio, rate
