@@ -37,29 +37,29 @@ def load_tracks(paths: list[str]) -> tuple[torch.Tensor, list[str], int]:
     from diffmst_lite.dsp.threads import thread_map
     from diffmst_lite.files.audio import audio_info, decode_into, validate_audio
 
-    infos = [audio_info(path) for path in paths]  # (readable path, channels, frames, rate)
+    infos = [audio_info(path) for path in paths]
     names, rows, first = [], [], 0
-    for path, (_, channels, _, _) in zip(paths, infos):
+    for path, info in zip(paths, infos):
         stem = Path(path).stem
-        if channels not in (1, 2):
-            raise CommandError(f"{path}: has {channels} channels; tracks must be mono or stereo")
-        names += [stem] if channels == 1 else [f"{stem}_L", f"{stem}_R"]
-        rows.append(slice(first, first + channels))
-        first += channels
-    for field, what, unit, fix in ((3, "sample rates", "Hz", "resample them to one rate"),
-                                   (2, "lengths", "samples", "trim or pad them to one length")):
-        if len({info[field] for info in infos}) > 1:
-            detail = ", ".join(f"{Path(p).name}: {info[field]} {unit}" for p, info in zip(paths, infos))
+        if info.channels not in (1, 2):
+            raise CommandError(f"{path}: has {info.channels} channels; tracks must be mono or stereo")
+        names += [stem] if info.channels == 1 else [f"{stem}_L", f"{stem}_R"]
+        rows.append(slice(first, first + info.channels))
+        first += info.channels
+    for field, what, unit, fix in (("sample_rate", "sample rates", "Hz", "resample them to one rate"),
+                                   ("frames", "lengths", "samples", "trim or pad them to one length")):
+        if len({getattr(info, field) for info in infos}) > 1:
+            detail = ", ".join(f"{Path(p).name}: {getattr(info, field)} {unit}" for p, info in zip(paths, infos))
             raise CommandError(f"tracks have different {what} ({detail}); {fix}")
-    num_samples = infos[0][2]
+    num_samples = infos[0].frames
     tracks = torch.empty(first, num_samples, dtype=torch.float32)
     # on several threads: libsndfile's decoding releases the GIL
-    decoded = thread_map(lambda i: decode_into(paths[i], infos[i][0], tracks[rows[i]]), range(len(paths)))
+    decoded = thread_map(lambda i: decode_into(paths[i], infos[i].readable, tracks[rows[i]]), range(len(paths)))
     for path, count, part in zip(paths, decoded, rows):
         if count != num_samples:
             raise CommandError(f"{path}: decoded {count} samples where its header says {num_samples}")
         validate_audio(tracks[part], name=str(path))
-    return tracks, names, infos[0][3]
+    return tracks, names, infos[0].sample_rate
 
 
 def refuse_overwrite(path: str | None, force: bool) -> None:

@@ -163,10 +163,15 @@ def song_options(setting: str) -> list[str]:
     return ["--real", "--references"] if setting == "real-mastered" else ["--real"]
 
 
+def option_value(args: argparse.Namespace, option: str):
+    """The value of ``--some-option`` in ``args``."""
+    return getattr(args, option[2:].replace("-", "_"))
+
+
 def songs_and_references(setting: str, args: argparse.Namespace, rate: int) -> tuple[list, list | None, bool]:
     """``(songs, references, cross_song)`` of ``setting``."""
     if setting.startswith("synthetic"):
-        root = args.synthetic_fresh if setting.startswith("synthetic-fresh") else args.synthetic
+        root = option_value(args, song_options(setting)[0])
         return load_songs(root, subset="test", sample_rate=rate), None, setting.endswith("cross")
     songs = [song for root in args.real.split(",")
              for song in load_songs(root, subset="train", split="valid", sample_rate=rate)]
@@ -308,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("clips needs --real and --references, and --clip-seconds of at most 10")
     settings = [s for s in steps if s in SETTINGS]
     for setting in settings:
-        missing = [option for option in song_options(setting) if not getattr(args, option[2:].replace("-", "_"))]
+        missing = [option for option in song_options(setting) if not option_value(args, option)]
         if missing:
             parser.error(f"setting {setting} needs {' and '.join(missing)}")
 

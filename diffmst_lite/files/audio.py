@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,26 +50,37 @@ def validate_audio(x: torch.Tensor, name: str = "audio", dims: int | None = None
 READ_BLOCK_FRAMES = 2**16  # frames decoded at a time into one reused buffer (512 KB of stereo float32)
 
 
-def audio_info(path: str | os.PathLike) -> tuple[Path, int, int, int]:
-    """``(readable path, channels, frames, sample rate)`` of an audio file, read from its
-    header (an m4a is decoded to a cached WAV first, :func:`readable_path`).
+class AudioInfo(NamedTuple):
+    """An audio file's header: the file to decode (the file itself, or its ffmpeg-decoded
+    WAV, :func:`readable_path`) and its layout."""
+
+    readable: Path
+    channels: int
+    frames: int
+    sample_rate: int
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """The header of an audio file (an m4a is decoded to a cached WAV first).
 
     Raises:
         AudioError: missing or unreadable file.
     """
-    import soundfile as sf
-
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
-        readable = readable_path(path)
-        info = sf.info(str(readable))
+        readable, info = _readable_info(path)
     except AudioError:
         raise
-    except Exception as error:  # libsndfile's messages are long; keep the gist
-        raise AudioError(f"{path}: cannot read audio ({str(error).splitlines()[0]})") from None
-    return readable, info.channels, info.frames, info.samplerate
+    except Exception as error:
+        raise _unreadable(path, error) from None
+    return AudioInfo(readable, info.channels, info.frames, info.samplerate)
+
+
+def _unreadable(path: str | os.PathLike, error: Exception) -> AudioError:
+    """The error for a file libsndfile cannot read; its messages are long, so keep the gist."""
+    return AudioError(f"{path}: cannot read audio ({str(error).splitlines()[0]})")
 
 
 def decode_into(path: str | os.PathLike, readable: Path, out: torch.Tensor) -> int:
@@ -97,7 +109,7 @@ def decode_into(path: str | os.PathLike, readable: Path, out: torch.Tensor) -> i
                     channel[done : done + len(block)] = samples
                 done += len(block)
     except Exception as error:
-        raise AudioError(f"{path}: cannot read audio ({str(error).splitlines()[0]})") from None
+        raise _unreadable(path, error) from None
     return done
 
 
@@ -126,17 +138,21 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
 def readable_path(path: str | os.PathLike) -> Path:
     """``path`` if libsndfile reads it, else its ffmpeg-decoded WAV (:func:`decoded_wav`):
     m4a, and mp3 where libsndfile is older than 1.1."""
+    return _readable_info(Path(path))[0]
+
+
+def _readable_info(path: Path):
+    """:func:`readable_path` and libsndfile's header of it, read once."""
     import soundfile as sf
 
-    path = Path(path)
     if path.suffix.lower() not in FFMPEG_SUFFIXES:
         try:
-            sf.info(str(path))
-            return path
+            return path, sf.info(str(path))
         except RuntimeError:  # soundfile.LibsndfileError
             if shutil.which("ffmpeg") is None:
                 raise
-    return decoded_wav(path)
+    decoded = decoded_wav(path)
+    return decoded, sf.info(str(decoded))
 
 
 def decoded_wav(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
