@@ -68,7 +68,7 @@ STEPS = (*SETTINGS, "clips")
 # sources held out for the project's outside evaluation.
 CLIP_EXAMPLES = (
     ("same-song", "lmms-impulslogik-zen", None),
-    ("cross-song", "midi-openttd-openmsx-city-blues-redfarn", "asc-music/music-frontiers.mp3"),
+    ("mastered-reference", "midi-openttd-openmsx-city-blues-redfarn", "asc-music/music-frontiers.mp3"),
 )
 # Title and author of the clips' music (the manifests give package, version and licence):
 # lmms-common's debian/copyright ("2010 Impulslogik"; the project Impulslogik-Zen.mmpz),
