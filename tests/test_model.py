@@ -323,6 +323,11 @@ def test_config_round_trips_and_a_missing_field_is_an_error() -> None:
     del d["controller"]["input_norm"]
     with pytest.raises(ValueError, match=r"controller misses \['input_norm'\]"):
         DiffMSTConfig.from_dict(d)
+    full = dataclasses.asdict(DiffMSTConfig(SR))
+    with pytest.raises(ValueError, match=r"top level misses \['sample_rate'\]"):
+        DiffMSTConfig.from_dict({k: v for k, v in full.items() if k != "sample_rate"})
+    with pytest.raises(ValueError, match=r"top level misses \[\] / has unknown \['hop_seconds'\]"):
+        DiffMSTConfig.from_dict({**full, "hop_seconds": 0.01})
 
 
 @pytest.mark.parametrize("config", [EncoderConfig.lite(), EncoderConfig(freq_reduce="flatten", freq_pool=1),

@@ -63,9 +63,10 @@ class DiffMSTConfig:
         Every field must be there: a missing or unknown one is a ``ValueError`` that
         names it (a config that predates a field is not guessed at).
         """
-        for name, kind in (("encoder", EncoderConfig), ("controller", ControllerConfig)):
+        for name, kind, values in (("top level", cls, d), ("encoder", EncoderConfig, d.get("encoder", {})),
+                                   ("controller", ControllerConfig, d.get("controller", {}))):
             fields = {f.name for f in dataclasses.fields(kind)}
-            missing, unknown = sorted(fields - set(d[name])), sorted(set(d[name]) - fields)
+            missing, unknown = sorted(fields - set(values)), sorted(set(values) - fields)
             if missing or unknown:
                 raise ValueError(f"model config: {name} misses {missing} / has unknown {unknown}")
         return cls(sample_rate=int(d["sample_rate"]), encoder=EncoderConfig(**d["encoder"]),
