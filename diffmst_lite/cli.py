@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 import torch
 
-from diffmst_lite.files.atomic import write_text
-from diffmst_lite.files.audio import AudioError, load_audio, save_audio
+from diffmst_lite.files.atomic import check_output, write_text
+from diffmst_lite.files.audio import AudioError, check_audio_output, load_audio, save_audio
 from diffmst_lite.console.sheet import SheetError
 
 
@@ -63,8 +64,9 @@ def load_tracks(paths: list[str]) -> tuple[torch.Tensor, list[str], int]:
 
 
 def refuse_overwrite(path: str | None, force: bool) -> None:
-    if path and Path(path).exists() and not force:
-        raise CommandError(f"{path}: exists; use --force to overwrite")
+    """Check an output file before the command computes (see :func:`check_output`)."""
+    if path:
+        check_output(path, force)
 
 
 def write_json(document: dict, out: str | None, force: bool) -> None:
@@ -89,12 +91,13 @@ def cmd_sheet(args: argparse.Namespace) -> None:
 
 def cmd_render(args: argparse.Namespace) -> None:
     from diffmst_lite.mixing.inference import render_sheet, start_warm_up
-    from diffmst_lite.console.sheet import read_sheet
+    from diffmst_lite.console.sheet import read_sheet, sheet_to_params
 
-    refuse_overwrite(args.out, args.force)
+    check_audio_output(args.out, args.force)
     start_warm_up()
     tracks, names, rate = load_tracks(args.tracks)
     sheet = read_sheet(args.sheet)
+    sheet_to_params(sheet, num_tracks=len(names), sample_rate=rate)  # a wrong rate or count: the error comes first
     sheet_names = [t["name"] for t in sheet["tracks"]]
     if len(sheet_names) == len(names) and sheet_names != names:
         print(f"note: sheet track names {sheet_names} differ from the files' {names}; "
@@ -127,8 +130,10 @@ def cmd_mix(args: argparse.Namespace) -> None:
     )
     from diffmst_lite.console.sheet import write_sheet
 
-    refuse_overwrite(args.out, args.force)
+    check_audio_output(args.out, args.force)
     refuse_overwrite(args.sheet_out, args.force)
+    if args.sheet_out and Path(args.sheet_out).resolve() == Path(args.out).resolve():
+        raise CommandError(f"--out and --sheet-out are both {args.out}; give the sheet another name")
     if args.optimize and args.checkpoint:
         raise CommandError("use either --checkpoint or --optimize, not both")
     if args.optimize and args.refine:
@@ -146,6 +151,10 @@ def cmd_mix(args: argparse.Namespace) -> None:
         raise CommandError(f"{args.reference}: has {reference.shape[0]} channels; the reference must be stereo or mono")
     if ref_rate != rate:
         reference = resample(reference, ref_rate, rate)
+    if not bool(reference.abs().max() > 0):
+        raise CommandError(f"{args.reference}: is silent; a reference needs sound to match")
+    if not bool(tracks.abs().max() > 0):
+        raise CommandError("every track is silent; nothing to mix")
     if args.optimize:
         sheet = optimize_sheet(tracks, reference, rate, names, args.excerpt, args.steps)
     else:
@@ -167,7 +176,7 @@ def cmd_mix(args: argparse.Namespace) -> None:
     mix = render_sheet(tracks, sheet, rate)
     if not args.keep_level:  # the loudest excerpt may miss the song's highest peak
         sheet, mix, change = lower_to_peak(sheet, mix)
-        if change:
+        if change <= -0.05:  # worth a line (a change that rounds to -0.0 dB is not)
             print(f"master output gain {change:+.1f} dB more: the whole song peaked above -1 dBFS", file=sys.stderr)
     save_audio(args.out, mix, rate, force=args.force)
     if args.sheet_out:
@@ -191,7 +200,8 @@ def cmd_features(args: argparse.Namespace) -> None:
         "file": str(args.file),
         "sample_rate": rate,
         "seconds": round(audio.shape[-1] / rate, 3),
-        "loudness_lufs": round(integrated_loudness(audio, rate), 2),
+        # null for silence, not -Infinity (which is not JSON)
+        "loudness_lufs": round(lufs, 2) if math.isfinite(lufs := integrated_loudness(audio, rate)) else None,
         "rms_db": feats["rms"],
         "crest_factor_db": feats["crest_factor"],
         "stereo_width": feats["stereo_width"],
@@ -206,6 +216,18 @@ def positive_steps(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a step count >= 1, e.g. 30")
     return int(text)
+
+
+def excerpt_seconds(text: str) -> float:
+    """``--excerpt 10`` -> 10.0; a clear error below 1 s (loudness needs 0.4 s blocks, and
+    the settings are estimated on the excerpt)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 1.0 or math.isinf(seconds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds >= 1, e.g. 10")
+    return seconds
 
 
 def step_counts(text: str) -> tuple[int, ...]:
@@ -258,8 +280,8 @@ def cmd_make_songs(args: argparse.Namespace) -> None:
         result = make_songs(args.dir, args.songs, args.seconds, args.seed, test_songs=args.test_songs,
                             sample_rate=args.sample_rate, extra_stems=args.extra_stems, overwrite=args.force,
                             renderer=args.renderer, varied=args.varied)
-    except FileExistsError:
-        raise CommandError(f"{args.dir}: already holds songs; use --force to replace them") from None
+    except (FileExistsError, ValueError) as error:
+        raise CommandError(str(error)) from None
     print(f"wrote {len(result['train'])} train and {len(result['test'])} test songs to {args.dir} "
           f"(synthetic; renderer: {result['renderer']})", file=sys.stderr)
 
@@ -401,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="model checkpoint (default: the shipped lite model)")
     p.add_argument("--optimize", action="store_true", help="optimise the settings directly (no network)")
     p.add_argument("--sheet-out", help="also write the mixing sheet (JSON), to edit and re-render")
-    p.add_argument("--excerpt", type=float, default=10.0, help="seconds of audio the settings are estimated on")
-    p.add_argument("--steps", type=int, default=150, help="optimisation steps with --optimize")
+    p.add_argument("--excerpt", type=excerpt_seconds, default=10.0,
+                   help="seconds of audio the settings are estimated on (at least 1; default 10)")
+    p.add_argument("--steps", type=positive_steps, default=150, help="optimisation steps with --optimize (default 150)")
     p.add_argument("--refine", type=positive_steps, default=0, metavar="STEPS",
                    help="refine the network's prediction with STEPS steps of test-time optimisation on the "
                         "excerpts (beyond the paper; e.g. 30)")
@@ -452,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference: real mixes from DIR (wav, flac, ogg, mp3, m4a), one per song in turn")
     p.add_argument("--split", choices=("test", "valid"), default="test",
                    help="songs to mix: the test subset, or the train subset's validation split")
-    p.add_argument("--seconds", type=float, default=5.0, help="length of the tracks' and the reference section")
+    p.add_argument("--seconds", type=excerpt_seconds, default=5.0,
+                   help="length of the tracks' and the reference section (at least 1; default 5)")
     p.add_argument("--steps", type=step_counts, default=(100,),
                    help="test-time optimisation steps; several as 50,100 (one run, a row each); 0: none")
     p.add_argument("--refine", type=positive_steps, default=0, metavar="STEPS",

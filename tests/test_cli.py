@@ -138,12 +138,65 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(stems, capsys, problem, 
     assert not (stems / "mix.wav").exists()
 
 
+@pytest.mark.parametrize("command, problem, expected", [
+    ("render", "suffix", "cannot write 32-bit float audio as .mp3; name the file .wav"),
+    ("render", "directory", "is a directory"),
+    ("mix", "checkpoint", "notes.pt: not a diffmst-lite checkpoint"),
+    ("mix", "silent reference", "quiet.wav: is silent"),
+    ("mix", "same outputs", "--out and --sheet-out are both"),
+])
+def test_bad_outputs_and_options_are_refused_before_any_work(stems, capsys, command, problem, expected):
+    """Checked before the command reads or computes anything (a long --optimize is not
+    lost at the end), one line, nothing written."""
+    run(["sheet", stems / "bass.wav", "--out", stems / "s.json"], capsys)
+    (stems / "notes.pt").write_text("not a checkpoint")
+    sf.write(stems / "quiet.wav", np.zeros((SR, 2), np.float32), SR)
+    out = {"suffix": stems / "mix.mp3", "directory": stems}.get(problem, stems / "mix.wav")
+    args = ([command, stems / "bass.wav", "--sheet", stems / "s.json"] if command == "render"
+            else [command, stems / "bass.wav", "--reference", stems / ("quiet.wav" if problem == "silent reference"
+                                                                      else "keys.wav")])
+    args += ["--out", out, "--force"] if problem == "directory" else ["--out", out]
+    args += {"checkpoint": ["--checkpoint", stems / "notes.pt"], "same outputs": ["--sheet-out", out]}.get(problem, [])
+    before = sorted(p.name for p in stems.iterdir())
+    code, _, err = run(args, capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in stems.iterdir()) == before
+
+
+def test_written_files_get_the_usual_permissions(stems, capsys):
+    """Not mkstemp's 0600: a new file gets what the umask gives, a replaced one keeps its mode."""
+    old = os.umask(0o022)
+    try:
+        run(["sheet", stems / "bass.wav", "--out", stems / "s.json"], capsys)
+        assert (stems / "s.json").stat().st_mode & 0o777 == 0o644
+        (stems / "s.json").chmod(0o664)
+        run(["sheet", stems / "bass.wav", "--out", stems / "s.json", "--force"], capsys)
+        assert (stems / "s.json").stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+
+
+def test_excerpt_and_steps_must_be_usable(stems, capsys):
+    for option, expected in ((["--excerpt", "0"], "expected seconds >= 1"),
+                             (["--excerpt", "-5"], "expected seconds >= 1"),
+                             (["--optimize", "--steps", "-5"], "expected a step count >= 1")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["mix", str(stems / "bass.wav"), "--reference", str(stems / "keys.wav"),
+                  "--out", str(stems / "m.wav"), *option])
+        assert exit_.value.code == 2 and expected in capsys.readouterr().err, option
+    assert not (stems / "m.wav").exists()
+
+
 def test_features_prints_the_af_features_as_json(stems, capsys):
     code, out, _ = run(["features", stems / "keys.wav"], capsys)
     features = json.loads(out)
     assert code == 0 and features["stereo_width"] == pytest.approx(0.0, abs=1e-6)
     assert features["rms_db"][0] == pytest.approx(20 * math.log10(0.2 / math.sqrt(2)), abs=0.05)
     assert len(features["bark_spectrum"]["mid"]) == 24
+    sf.write(stems / "silence.wav", np.zeros((SR, 2), np.float32), SR)
+    code, out, _ = run(["features", stems / "silence.wav"], capsys)
+    assert code == 0 and json.loads(out, parse_constant=pytest.fail)["loudness_lufs"] is None  # not -Infinity
 
 
 def test_module_entry_point_runs():

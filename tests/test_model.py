@@ -348,3 +348,17 @@ def test_config_mismatch_raises() -> None:
         DiffMST(cfg)
     with pytest.raises(ValueError):
         DiffMST(DiffMSTConfig(SR, EncoderConfig.lite(64), ControllerConfig.lite()))
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_in_a_clear_error(tmp_path) -> None:
+    from diffmst_lite.model.diffmst import read_checkpoint
+
+    text, foreign = tmp_path / "notes.pt", tmp_path / "other.pt"
+    text.write_text("not a checkpoint")
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    for path, kind, message in ((text, ValueError, "notes.pt: not a diffmst-lite checkpoint"),
+                                (foreign, ValueError, "other.pt: not a diffmst-lite checkpoint"),
+                                (tmp_path, ValueError, "is a directory"),
+                                (tmp_path / "missing.pt", FileNotFoundError, "missing.pt: no such checkpoint")):
+        with pytest.raises(kind, match=message):
+            DiffMST.load_checkpoint(path)

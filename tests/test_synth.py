@@ -1,6 +1,7 @@
 """Synthetic song generator: determinism, MUSDB layout, levels, styled mixture."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,8 +123,22 @@ def test_make_songs_deterministic_and_refuses_overwrite(tmp_path):
     assert not np.allclose(read(f"{again['train'][0]}/mixture.wav")[0], files[0])  # another seed, another song
     (tmp_path / "d" / "train" / "my_song").mkdir(parents=True)
     (tmp_path / "d" / "train" / "my_song" / "x.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not synthetic"):
+    with pytest.raises(FileExistsError, match="my_song is not a synthetic song"):
         make_songs(tmp_path / "d", 1, 1.5, seed=3, sample_rate=SR, progress=False, overwrite=True)
+    # a song of the user's in test/ keeps train/'s synthetic songs too: nothing is deleted
+    # unless both folders may go, and the reason is named
+    made = make_songs(tmp_path / "e", 2, 1.5, seed=3, test_songs=1, sample_rate=SR, progress=False)
+    (tmp_path / "e" / "test" / "mysong").mkdir()
+    (tmp_path / "e" / "test" / "mysong" / "vocals.wav").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="mysong is not a synthetic song"):
+        make_songs(tmp_path / "e", 2, 1.5, seed=4, test_songs=1, sample_rate=SR, progress=False, overwrite=True)
+    assert all(Path(song).is_dir() for song in made["train"] + made["test"])
+    for bad, message in (({"num_songs": 0, "test_songs": 0}, "at least one song"),
+                         ({"seconds": float("nan")}, "seconds"), ({"sample_rate": 1000}, "8000 Hz")):
+        kwargs = {"num_songs": 1, "seconds": 1.5, "seed": 3, "test_songs": 0, "sample_rate": SR, **bad}
+        with pytest.raises(ValueError, match=message):
+            make_songs(tmp_path / "f", progress=False, **kwargs)
+    assert not (tmp_path / "f").exists()
 
 
 def test_extra_stems(tmp_path):

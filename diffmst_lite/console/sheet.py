@@ -209,8 +209,10 @@ def read_sheet(path: str | os.PathLike) -> dict[str, Any]:
     Chapter 5: The master bus and the whole console.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SheetError(f"{path}: no such sheet file")
+    if path.is_dir():
+        raise SheetError(f"{path}: is a directory, not a sheet file")
     try:
         sheet = json.loads(path.read_text())
     except json.JSONDecodeError as error:

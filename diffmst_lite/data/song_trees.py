@@ -24,6 +24,7 @@ The songs are synthetic: label them so wherever results on them are shown.
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import re
@@ -96,15 +97,18 @@ def _json(obj: dict) -> str:
     return re.sub(r"\[\s+([-0-9.e,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
 
 
-def _check_target(folder: Path, overwrite: bool) -> None:
+def _replaceable(folder: Path, overwrite: bool) -> bool:
+    """True if ``folder`` holds songs that ``overwrite`` may delete; False if it is empty
+    or missing. Raises ``FileExistsError`` (naming the reason) if it may not be replaced."""
     if not (folder.exists() and any(folder.iterdir())):
-        return
+        return False
     if not overwrite:
-        raise FileExistsError(f"{folder} exists and is not empty; pass overwrite=True to replace it")
+        raise FileExistsError(f"{folder} already holds songs; use --force (overwrite=True) to replace them")
     foreign = [p.name for p in folder.iterdir() if not (p / "synth.json").is_file()]
     if foreign:
-        raise FileExistsError(f"refusing to overwrite {folder}: {foreign[:3]} are not synthetic songs")
-    shutil.rmtree(folder)
+        raise FileExistsError(f"{folder}: refusing to replace it, {', '.join(foreign[:3])} "
+                              f"{'is not a synthetic song' if len(foreign) == 1 else 'are not synthetic songs'}")
+    return True
 
 
 def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: int, test_songs: int | None = None,
@@ -120,7 +124,9 @@ def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: in
     songs more like real multitracks (:func:`~diffmst_lite.data.synth.render_song`): 4-12
     stems, mono or stereo, 4-16 tracks, ``extra_stems`` ignored.
     Raises ``FileExistsError`` if ``root/train`` or ``root/test`` is non-empty, unless
-    ``overwrite=True`` (which only deletes folders of synthetic songs).
+    ``overwrite=True`` (which only deletes folders of synthetic songs, and nothing unless
+    both may go), and ``ValueError`` for no songs, a length that is not positive or a
+    rate below 8 kHz.
 
     Returns:
         ``{"root", "renderer", "train": [song dirs], "test": [song dirs], "validation": [names]}``.
@@ -131,8 +137,16 @@ def make_songs(root: str | os.PathLike, num_songs: int, seconds: float, seed: in
 
     root = Path(root)
     test_songs = max(2, num_songs // 4) if test_songs is None else test_songs
-    for subset in ("train", "test"):
-        _check_target(root / subset, overwrite)
+    if not (num_songs >= 0 and test_songs >= 0 and num_songs + test_songs > 0):
+        raise ValueError(f"need at least one song, got {num_songs} train and {test_songs} test songs")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds must be a positive number, got {seconds}")
+    if sample_rate < 8000:
+        raise ValueError(f"sample_rate must be at least 8000 Hz (the console's lowest), got {sample_rate}")
+    # every check before anything is deleted: a refused folder leaves both as they were
+    replace = [root / subset for subset in ("train", "test") if _replaceable(root / subset, overwrite)]
+    for folder in replace:
+        shutil.rmtree(folder)
     jobs = [("train", i) for i in range(num_songs)] + [("test", i) for i in range(test_songs)]
     out: dict = {"root": str(root), "renderer": None, "train": [], "test": []}
     for subset, i in tqdm(jobs, desc="synthetic songs", unit="song", disable=not progress):

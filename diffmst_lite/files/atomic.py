@@ -17,6 +17,28 @@ from pathlib import Path
 from typing import Any
 
 
+def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    """``path`` as a :class:`Path`, after checking that a file may be written there: a
+    directory is a ``ValueError``, an existing file a ``FileExistsError`` unless
+    ``overwrite`` (each message names the path). Commands call it before they compute."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; give a file name")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists; use --force (force=True) to overwrite")
+    return path
+
+
+def _new_file_mode(path: Path) -> int:
+    """The permissions the written file gets: those of the file it replaces, else what
+    ``open()`` would give under the process's umask (``mkstemp`` makes files 0600)."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)  # the only way to read it; set back at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``.
@@ -25,18 +47,20 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     and starts with a dot. On an exception the temporary file is removed and
     ``path`` is left as it was.
 
+    The file gets the permissions of the file it replaces, or those a new file gets.
+
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False (the message
             names the file and says how to overwrite).
+        ValueError: ``path`` is a directory.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists; use --force (force=True) to overwrite")
+    path = check_output(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _new_file_mode(path))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

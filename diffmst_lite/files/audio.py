@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from diffmst_lite.files.atomic import atomic_path
+from diffmst_lite.files.atomic import atomic_path, check_output
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".opus", ".mp3")  # read by libsndfile (mp3: >= 1.1)
@@ -68,7 +68,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     """
     path = Path(path)
     if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+        raise AudioError(f"{path}: {'is a directory, not an audio file' if path.is_dir() else 'no such file'}")
     try:
         readable, info = _readable_info(path)
     except AudioError:
@@ -248,6 +248,21 @@ def fit_length(x: np.ndarray, n: int) -> np.ndarray:
     return x[..., :n] if x.shape[-1] >= n else np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
 
 
+def check_audio_output(path: str | os.PathLike, force: bool = False) -> Path:
+    """``path`` as a :class:`Path` after :func:`~diffmst_lite.files.atomic.check_output`, and
+    after checking that its suffix names a format that stores 32-bit float samples
+    (``.wav``; also ``.w64``, ``.rf64``, ``.aiff``, ``.caf``): ``AudioError`` otherwise.
+    Commands call it before they compute, so a long run is not lost at the end."""
+    import soundfile as sf
+
+    path = check_output(path, force)
+    kind = path.suffix.lstrip(".").upper()
+    if not (kind in sf.available_formats() and sf.check_format(kind, "FLOAT")):
+        raise AudioError(f"{path}: cannot write 32-bit float audio as {path.suffix or 'a file without a suffix'}; "
+                         "name the file .wav")
+    return path
+
+
 def save_audio(path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, force: bool = False) -> Path:
     """Write ``audio (channels, samples)`` as a 32-bit float WAV (nothing clips on disk).
 
@@ -256,13 +271,12 @@ def save_audio(path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, f
 
     Raises:
         FileExistsError: ``path`` exists and ``force`` is False.
-        AudioError: the audio is empty or not finite.
+        ValueError: ``path`` is a directory.
+        AudioError: the audio is empty or not finite, or the suffix names no float format.
     """
     import soundfile as sf
 
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path}: exists; use --force (force=True) to overwrite")
+    path = check_audio_output(path, force)
     audio = validate_audio(torch.as_tensor(audio), name="audio to save")
     if audio.dim() == 1:
         audio = audio.unsqueeze(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -65,9 +66,7 @@ def load_model(checkpoint: str | Path | None = None):
     from diffmst_lite.model.diffmst import DiffMST
 
     path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    return DiffMST.load_checkpoint(str(path)).eval()
+    return DiffMST.load_checkpoint(path).eval()  # a missing or foreign file: a clear error
 
 
 def _to_rate(x: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
@@ -173,7 +172,8 @@ def match_reference_loudness(sheet: dict, tracks: torch.Tensor, reference: torch
     - without a limiter in the sheet, ``master.gain_out_db``, no further than keeps
       the excerpt's peak at ``max_peak_db`` dBFS;
     - with one (the sheet's ``limiter``, see :func:`with_limiter`), the limiter's
-      ``gain_db``: the limiter holds the true peak at its ceiling, and the gain is
+      ``gain_db``, and beyond its range (60 dB) ``master.gain_out_db`` too, which comes
+      just before the limiter: the limiter holds the true peak at its ceiling, and the gain is
       raised until the limited excerpt is within 0.5 LU of the reference (the console
       renders the excerpt once; the limiter runs at most 6 times, each step scaled by
       how much loudness the previous one gained per dB).
@@ -188,19 +188,28 @@ def match_reference_loudness(sheet: dict, tracks: torch.Tensor, reference: torch
     excerpt = loudest_excerpt(tracks, sample_rate, excerpt_seconds)
     ref_lufs = integrated_loudness(loudest_excerpt(reference, sample_rate, excerpt_seconds), sample_rate)
     limited = "limiter" in sheet
+    out_low, out_high = next((s.low, s.high) for s in params.master_param_specs(sample_rate)
+                             if s.name == "gain_out_db")
+    output_gain = float(sheet["master"]["gain_out_db"])
     if limited:
-        low, high = next((s.low, s.high) for s in LIMITER_SPECS if s.name == "gain_db")
+        # the gain into the limiter: the limiter's own, and beyond its range the console's
+        # output gain, which comes just before it (a very quiet prediction needs both)
+        low, limiter_high = next((s.low, s.high) for s in LIMITER_SPECS if s.name == "gain_db")
+        high = limiter_high + max(0.0, out_high - output_gain)
         start = float(sheet["limiter"]["gain_db"])
+
+        def with_gain(db: float) -> dict:
+            extra = max(0.0, db - limiter_high)
+            base = _with_output_gain(sheet, output_gain + extra) if extra else sheet
+            return {**base, "limiter": {**sheet["limiter"], "gain_db": db - extra}}
     else:
-        low, high = next((s.low, s.high) for s in params.master_param_specs(sample_rate) if s.name == "gain_out_db")
-        start = float(sheet["master"]["gain_out_db"])
-    with_gain = (lambda db: {**sheet, "limiter": {**sheet["limiter"], "gain_db": db}}) if limited else (
-        lambda db: _with_output_gain(sheet, db))
+        low, high, start = out_low, out_high, output_gain
+        with_gain = partial(_with_output_gain, sheet)
     console_mix = render_sheet(excerpt, {k: v for k, v in sheet.items() if k != "limiter"}, sample_rate)
     current, info = start, {"change_db": 0.0, "reference_lufs": ref_lufs, "mix_lufs": None, "limited_by": None}
     previous = None  # (gain, loudness) of the previous try
     for _ in range(6 if limited else 1):  # the console renders once; the limiter's gain moves
-        mix = _limit(console_mix, with_gain(current)["limiter"], sample_rate) if limited else console_mix
+        mix = _limit(console_mix, {**sheet["limiter"], "gain_db": current}, sample_rate) if limited else console_mix
         mix_lufs = integrated_loudness(mix, sample_rate)
         info["mix_lufs"] = mix_lufs if info["mix_lufs"] is None else info["mix_lufs"]
         change = ref_lufs - mix_lufs
@@ -212,6 +221,7 @@ def match_reference_loudness(sheet: dict, tracks: torch.Tensor, reference: torch
             slope = (mix_lufs - previous[1]) / (current - previous[0])
             change /= min(max(slope, 0.1), 1.0)
         previous = (current, mix_lufs)
+        info["limited_by"] = None  # what held back this step (the last step's is reported)
         if not limited and peak_db(mix) + change > max_peak_db:
             change, info["limited_by"] = max_peak_db - peak_db(mix), "peak"
         target = min(max(current + change, low), high)

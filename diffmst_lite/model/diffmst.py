@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,8 +78,24 @@ DESCRIPTOR_WEIGHTS = "controller.descriptor_projections."  # names of the style-
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
-    """The dictionary :meth:`DiffMST.save_checkpoint` wrote (``weights_only``: no code runs on load)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """The dictionary :meth:`DiffMST.save_checkpoint` wrote (``weights_only``: no code runs on load).
+
+    A missing file is a ``FileNotFoundError``; a directory, or a file that is not such a
+    dictionary (another program's ``.pt``, a text file), a ``ValueError`` naming it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many kinds (pickle, zip, KeyError) for a foreign file
+        raise ValueError(f"{path}: not a diffmst-lite checkpoint (PyTorch cannot read it: "
+                         f"{type(error).__name__})") from None
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict) and isinstance(ckpt.get("model"), dict)):
+        raise ValueError(f"{path}: not a diffmst-lite checkpoint (no model config and weights in it)")
+    return ckpt
 
 
 def _default_console(sample_rate: int) -> nn.Module:

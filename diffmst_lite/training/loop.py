@@ -156,7 +156,12 @@ def setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
     """``(rank, world_size, device)``; joins the process group under ``torchrun``."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device(config.device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(config.device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise ValueError(f"device {config.device!r}: not a device PyTorch knows (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {config.device!r}: PyTorch sees no CUDA GPU here; use cpu")
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
