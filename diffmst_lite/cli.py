@@ -151,10 +151,10 @@ def cmd_mix(args: argparse.Namespace) -> None:
         raise CommandError(f"{args.reference}: has {reference.shape[0]} channels; the reference must be stereo or mono")
     if ref_rate != rate:
         reference = resample(reference, ref_rate, rate)
-    if not bool(reference.abs().max() > 0):
-        raise CommandError(f"{args.reference}: is silent; a reference needs sound to match")
-    if not bool(tracks.abs().max() > 0):
-        raise CommandError("every track is silent; nothing to mix")
+    for audio, silent in ((reference, f"{args.reference}: is silent; a reference needs sound to match"),
+                          (tracks, "every track is silent; nothing to mix")):
+        if not any(torch.aminmax(audio)):  # one pass, no song-sized temporary
+            raise CommandError(silent)
     if args.optimize:
         sheet = optimize_sheet(tracks, reference, rate, names, args.excerpt, args.steps)
     else:
