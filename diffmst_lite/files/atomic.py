@@ -34,9 +34,19 @@ def _new_file_mode(path: Path) -> int:
     ``open()`` would give under the process's umask (``mkstemp`` makes files 0600)."""
     if path.exists():
         return path.stat().st_mode & 0o7777
-    umask = os.umask(0)  # the only way to read it; set back at once
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask: from ``/proc/self/status`` on Linux (no side effect), else by
+    setting it and back (a file another thread creates in between would get no mask)."""
+    try:
+        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Umask:"))
+        return int(line.split()[1], 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o077)  # the strictest value while it is read
+        os.umask(umask)
+        return umask
 
 
 @contextmanager
