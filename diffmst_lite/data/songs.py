@@ -118,7 +118,9 @@ def open_musdb(root: str | os.PathLike | None = None, subset: str = "train", spl
     db = musdb.DB(root=str(root), setup_file=str(setup) if setup.is_file() else None, subsets=subset,
                   split=split, is_wav=is_wav, sample_rate=sample_rate)
     if len(db) == 0:
-        raise FileNotFoundError(f"no songs in {root} for subset={subset!r}, split={split!r}, is_wav={is_wav}")
+        which = f"{subset} set" + (f", {split} split" if split else "")
+        layout = "folders of .wav stems (MUSDB18-HQ layout)" if is_wav else ".stem.mp4 files (MUSDB18)"
+        raise FileNotFoundError(f"{root}: no songs in its {which} (looked for {layout})")
     return db
 
 

@@ -99,7 +99,7 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
     config = config or EvalConfig()
     songs = [s for s in songs if s.num_tracks > 0][: config.max_songs]
     if not songs or (config.cross_song and len(songs) < 2 and not references):
-        raise ValueError("evaluation needs songs with tracks (and at least two songs with cross_song)")
+        raise ValueError("evaluation needs songs with tracks (and at least two of them for cross-song references)")
     sample_rate = songs[0].sample_rate
     console, loss = MixingConsole(sample_rate), AudioFeatureLoss(sample_rate)
     generator = torch.Generator().manual_seed(config.seed)
