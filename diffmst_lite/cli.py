@@ -91,18 +91,17 @@ def cmd_sheet(args: argparse.Namespace) -> None:
 
 def cmd_render(args: argparse.Namespace) -> None:
     from diffmst_lite.mixing.inference import render_sheet, start_warm_up
-    from diffmst_lite.console.sheet import read_sheet, sheet_to_params
+    from diffmst_lite.console.sheet import read_sheet
 
     check_audio_output(args.out, args.force)
     start_warm_up()
     tracks, names, rate = load_tracks(args.tracks)
     sheet = read_sheet(args.sheet)
-    sheet_to_params(sheet, num_tracks=len(names), sample_rate=rate)  # a wrong rate or count: the error comes first
+    mix = render_sheet(tracks, sheet, rate)  # checks the sheet's rate and track count first
     sheet_names = [t["name"] for t in sheet["tracks"]]
-    if len(sheet_names) == len(names) and sheet_names != names:
+    if sheet_names != names:  # after the checks: a note only for a sheet that fits
         print(f"note: sheet track names {sheet_names} differ from the files' {names}; "
-              "rendering in the order given", file=sys.stderr)
-    mix = render_sheet(tracks, sheet, rate)
+              "rendered in the order given", file=sys.stderr)
     save_audio(args.out, mix, rate, force=args.force)
     report_mix(args.out, mix, rate, len(names))
 
