@@ -19,6 +19,7 @@ import torch
 from diffmst_lite.files.atomic import check_output, write_text
 from diffmst_lite.files.audio import AudioError, check_audio_output, load_audio, save_audio
 from diffmst_lite.console.sheet import SheetError
+from diffmst_lite.dsp.loudness import BS1770_BLOCK_SECONDS
 
 
 class CommandError(Exception):
@@ -150,8 +151,12 @@ def cmd_mix(args: argparse.Namespace) -> None:
         raise CommandError(f"{args.reference}: has {reference.shape[0]} channels; the reference must be stereo or mono")
     if ref_rate != rate:
         reference = resample(reference, ref_rate, rate)
-    for audio, silent in ((reference, f"{args.reference}: is silent; a reference needs sound to match"),
-                          (tracks, "every track is silent; nothing to mix")):
+    checks = ((reference, f"{args.reference}: is", f"{args.reference}: is silent; a reference needs sound to match"),
+              (tracks, "the tracks are", "every track is silent; nothing to mix"))
+    for audio, subject, silent in checks:
+        if audio.shape[-1] < BS1770_BLOCK_SECONDS * rate:  # loudness matching and the model need a block
+            raise CommandError(f"{subject} {audio.shape[-1] / rate:.3f} s long; mix needs at least "
+                               f"{BS1770_BLOCK_SECONDS} s (one loudness block of ITU-R BS.1770)")
         if not any(torch.aminmax(audio)):  # one pass, no song-sized temporary
             raise CommandError(silent)
     if args.optimize:
@@ -199,8 +204,9 @@ def cmd_features(args: argparse.Namespace) -> None:
         "file": str(args.file),
         "sample_rate": rate,
         "seconds": round(audio.shape[-1] / rate, 3),
-        # null for silence, not -Infinity (which is not JSON)
-        "loudness_lufs": round(lufs, 2) if math.isfinite(lufs := integrated_loudness(audio, rate)) else None,
+        # null for silence (not -Infinity, which is not JSON) and below one 0.4 s block (undefined)
+        "loudness_lufs": round(lufs, 2) if math.isfinite(lufs := integrated_loudness(audio, rate))
+        and audio.shape[-1] >= BS1770_BLOCK_SECONDS * rate else None,
         "rms_db": feats["rms"],
         "crest_factor_db": feats["crest_factor"],
         "stereo_width": feats["stereo_width"],

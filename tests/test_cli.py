@@ -143,6 +143,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(stems, capsys, problem, 
     ("render", "directory", "is a directory"),
     ("mix", "checkpoint", "notes.pt: not a diffmst-lite checkpoint"),
     ("mix", "silent reference", "quiet.wav: is silent"),
+    ("mix", "short reference", "blip.wav: is 0.300 s long; mix needs at least 0.4 s"),
     ("mix", "same outputs", "--out and --sheet-out are both"),
 ])
 def test_bad_outputs_and_options_are_refused_before_any_work(stems, capsys, command, problem, expected):
@@ -151,10 +152,11 @@ def test_bad_outputs_and_options_are_refused_before_any_work(stems, capsys, comm
     run(["sheet", stems / "bass.wav", "--out", stems / "s.json"], capsys)
     (stems / "notes.pt").write_text("not a checkpoint")
     sf.write(stems / "quiet.wav", np.zeros((SR, 2), np.float32), SR)
+    sf.write(stems / "blip.wav", np.full((int(0.3 * SR), 2), 0.1, np.float32), SR)
     out = {"suffix": stems / "mix.mp3", "directory": stems}.get(problem, stems / "mix.wav")
+    reference = {"silent reference": "quiet.wav", "short reference": "blip.wav"}.get(problem, "keys.wav")
     args = ([command, stems / "bass.wav", "--sheet", stems / "s.json"] if command == "render"
-            else [command, stems / "bass.wav", "--reference", stems / ("quiet.wav" if problem == "silent reference"
-                                                                      else "keys.wav")])
+            else [command, stems / "bass.wav", "--reference", stems / reference])
     args += ["--out", out, "--force"] if problem == "directory" else ["--out", out]
     args += {"checkpoint": ["--checkpoint", stems / "notes.pt"], "same outputs": ["--sheet-out", out]}.get(problem, [])
     before = sorted(p.name for p in stems.iterdir())
@@ -197,6 +199,10 @@ def test_features_prints_the_af_features_as_json(stems, capsys):
     sf.write(stems / "silence.wav", np.zeros((SR, 2), np.float32), SR)
     code, out, _ = run(["features", stems / "silence.wav"], capsys)
     assert code == 0 and json.loads(out, parse_constant=pytest.fail)["loudness_lufs"] is None  # not -Infinity
+    assert features["loudness_lufs"] == pytest.approx(-0.691 + 10 * math.log10(2 * 0.2**2 / 2), abs=0.3)  # BS.1770, 440 Hz
+    sf.write(stems / "blip.wav", np.full((int(0.3 * SR), 2), 0.1, np.float32), SR)
+    code, out, _ = run(["features", stems / "blip.wav"], capsys)
+    assert code == 0 and json.loads(out)["loudness_lufs"] is None  # BS.1770 needs a 0.4 s block
 
 
 def test_module_entry_point_runs():
