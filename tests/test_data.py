@@ -238,6 +238,16 @@ def test_method2_reference_folder(songs, tmp_path):
         Method2Dataset(songs, SECONDS, references=tmp_path / "missing_refs")
 
 
+def test_references_shorter_than_a_section_are_named(songs, tmp_path, caplog):
+    """Their sections are zero-padded: the padding is silence the loss sees, so say so."""
+    sf.write(str(tmp_path / "long.wav"), np.full((2 * SR, 2), 0.1), SR)
+    Method2Dataset(songs, SECONDS, references=tmp_path, examples=2)
+    assert "shorter" not in caplog.text
+    sf.write(str(tmp_path / "jingle.wav"), np.full((SR // 4, 2), 0.1), SR)
+    Method2Dataset(songs, SECONDS, references=tmp_path, examples=2)
+    assert "1 references shorter than 1.0 s (zero-padded), e.g. jingle (0.25 s)" in caplog.text
+
+
 # ----------------------------------------------------------------- collate
 
 

@@ -15,17 +15,14 @@ names are also importable from :mod:`diffmst_lite.data.songs`, where they lived 
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from diffmst_lite.data.songs import Song, reference_songs
+from diffmst_lite.data.songs import Song, reference_songs, warn_if_shorter
 from diffmst_lite.dsp.loudness import rms_db
-
-log = logging.getLogger(__name__)
 
 
 class _SegmentDataset(torch.utils.data.Dataset):
@@ -38,9 +35,7 @@ class _SegmentDataset(torch.utils.data.Dataset):
         self.sample_rate, self.silence_db, self.epoch = songs[0].sample_rate, float(silence_db), 0
         if any(s.sample_rate != self.sample_rate for s in songs):
             raise ValueError("all songs must have one sample_rate")
-        short = [s.name for s in self.songs if s.seconds < self.seconds]
-        if short:
-            log.warning("%d songs shorter than %.1f s (zero-padded), e.g. %s", len(short), self.seconds, short[0])
+        warn_if_shorter(self.songs, self.seconds)
 
     def __len__(self) -> int:
         return self.examples
@@ -188,6 +183,7 @@ class Method2Dataset(_SegmentDataset):
             self.references = reference_songs(references, self.sample_rate)
         else:
             self.references = list(references)
+        warn_if_shorter(self.references, self.seconds, "references")
         self.min_tracks, self.max_tracks = min_tracks, max_tracks
         self.num = round(self.seconds * self.sample_rate)
 

@@ -15,6 +15,7 @@ and are re-exported here.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -26,6 +27,8 @@ import soundfile as sf
 import torch
 
 from diffmst_lite.files.audio import AUDIO_SUFFIXES, FFMPEG_SUFFIXES, fit_length, readable_path, resample
+
+log = logging.getLogger(__name__)
 
 STEM_NAMES = ("drums", "bass", "other", "vocals")  # MUSDB stem ids 1..4
 SETUP_FILE = "diffmst_setup.yaml"  # musdb setup of a synthetic tree (its own validation split)
@@ -257,6 +260,15 @@ def load_songs(root: str | os.PathLike | None = None, subset: str = "train", spl
     for s in songs:
         s.cache = cache
     return songs
+
+
+def warn_if_shorter(songs: Sequence[Song], seconds: float, what: str = "songs") -> None:
+    """Log one warning if some of ``songs`` are shorter than the ``seconds`` sections cut
+    from them (those sections are zero-padded: the padding is silence the features see)."""
+    short = [s for s in songs if s.seconds < seconds]
+    if short:
+        log.warning("%d %s shorter than %.1f s (zero-padded), e.g. %s (%.2f s)", len(short), what, seconds,
+                    short[0].name, short[0].seconds)
 
 
 def reference_songs(source: str | os.PathLike | Sequence, sample_rate: int = 44100, cache: bool = False) -> list[Song]:

@@ -32,6 +32,7 @@ from diffmst_lite.console import params
 from diffmst_lite.dsp.loudness import loudness
 from diffmst_lite.files.atomic import atomic_path
 from diffmst_lite.console.mixer import MixingConsole
+from diffmst_lite.data.songs import warn_if_shorter
 from diffmst_lite.losses.style import AudioFeatureLoss
 from diffmst_lite.mixing.optimize import optimize_params
 
@@ -104,6 +105,8 @@ def evaluate(model, songs: list, config: EvalConfig | None = None, progress: boo
     console, loss = MixingConsole(sample_rate), AudioFeatureLoss(sample_rate)
     generator = torch.Generator().manual_seed(config.seed)
     length = int(config.seconds * sample_rate)
+    warn_if_shorter(songs, config.seconds)
+    warn_if_shorter(references or [], config.seconds, "references")
     totals: dict[str, dict[str, float]] = {}
     for i, song in enumerate(tqdm(songs, desc="evaluating", disable=not progress)):
         track_start, ref_start = sections(song.num_samples, length)
