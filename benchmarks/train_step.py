@@ -5,9 +5,11 @@ One step = the package's ``train_step``, as ``diffmst-lite train`` runs it: forw
 gradient clipping and the update of ``build_optimizer`` (AdamW, fused), at the
 shipped recipe's shape: Method 1 of
 Vanka et al. (ISMIR 2024) with ``--seconds 4`` (halves of 2 s), batch 4, 8 tracks,
-22.05 kHz. Both presets run in the same process:
+22.05 kHz. The models run in the same process:
 
-* ``lite``: :meth:`diffmst_lite.model.DiffMST.lite`
+* ``shipped``: the architecture of the shipped checkpoint (``lite`` with its controller
+  grown to 8 layers, as the README's recipe trains it from phase 12 on): the target's
+* ``lite``: :meth:`diffmst_lite.model.DiffMST.lite` (the preset; 4 layers)
 * ``paper``: :meth:`diffmst_lite.model.DiffMST.paper` (the paper's sizes)
 
 Columns (min / median / max over ``--repeats`` timed runs after ``--warmup`` runs):
@@ -49,6 +51,7 @@ from typing import Callable, Dict, List
 import torch
 
 from diffmst_lite.dsp.memory import keep_freed_memory
+from diffmst_lite.mixing.inference import DEFAULT_CHECKPOINT
 from diffmst_lite.model import DiffMST
 from diffmst_lite.training.loop import StyleLoss, TrainConfig, build_optimizer, train_step
 
@@ -154,9 +157,14 @@ def main() -> None:
           f"{allocator}")
 
     results, params = {}, {}
-    model = DiffMST.lite(args.sample_rate)
-    params["lite"] = model.num_parameters()
-    results["lite"] = bench("lite", model, batch, args.warmup, args.repeats)
+    models = {"shipped": lambda: DiffMST.load_checkpoint(DEFAULT_CHECKPOINT),
+              "lite": lambda: DiffMST.lite(args.sample_rate)}
+    for name, build in models.items():
+        model = build()
+        if model.config.sample_rate != args.sample_rate:
+            raise SystemExit(f"the shipped model is at {model.config.sample_rate} Hz: leave --sample-rate at it")
+        params[name] = model.num_parameters()
+        results[name] = bench(name, model, batch, args.warmup, args.repeats)
     if not args.skip_paper:
         del model
         model = DiffMST.paper(args.sample_rate)
@@ -173,13 +181,14 @@ def main() -> None:
                  f"[{results[m][col]['cpu']:.2f}]" for m in models]
         label = "step 1 thread" if col == "step@1" else col
         print(f"| {label} | " + " | ".join(cells) + " |")
-    lite = results["lite"]
-    print(f"\nSUMMARY lite train step, batch {args.batch} x {args.tracks} x {args.seconds:g} s @ {args.sample_rate} "
-          f"Hz, AF loss, {allocator}: median {lite['step']['wall']:.3f} s at {torch.get_num_threads()} threads "
-          f"(target <= 0.35: "
-          f"{'met' if lite['step']['wall'] <= 0.35 else 'NOT met'}), {lite['step@1']['wall']:.3f} s at 1 thread; "
-          f"console {lite['console']['wall']:.3f} s, network {lite['network']['wall']:.3f} s; load average "
-          f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    shipped, lite = results["shipped"], results["lite"]
+    print(f"\nSUMMARY shipped model's train step ({params['shipped'] / 1e6:.2f} M), batch {args.batch} x "
+          f"{args.tracks} x {args.seconds:g} s @ {args.sample_rate} Hz, AF loss, {allocator}: median "
+          f"{shipped['step']['wall']:.3f} s at {torch.get_num_threads()} threads (target <= 0.35: "
+          f"{'met' if shipped['step']['wall'] <= 0.35 else 'NOT met'}), {shipped['step@1']['wall']:.3f} s at 1 "
+          f"thread; console {shipped['console']['wall']:.3f} s, network {shipped['network']['wall']:.3f} s; "
+          f"lite preset {lite['step']['wall']:.3f} s; load average {load0:.1f} at start, "
+          f"{os.getloadavg()[0]:.1f} at end")
 
 
 if __name__ == "__main__":
