@@ -265,10 +265,10 @@ def load_songs(root: str | os.PathLike | None = None, subset: str = "train", spl
 def warn_if_shorter(songs: Sequence[Song], seconds: float, what: str = "songs") -> None:
     """Log one warning if some of ``songs`` are shorter than the ``seconds`` sections cut
     from them (those sections are zero-padded: the padding is silence the features see)."""
-    short = [s for s in songs if s.seconds < seconds]
+    short = [s for s in songs if s.num_samples < seconds * s.sample_rate]
     if short:
         log.warning("%d %s shorter than %.1f s (zero-padded), e.g. %s (%.2f s)", len(short), what, seconds,
-                    short[0].name, short[0].seconds)
+                    getattr(short[0], "name", "the first"), short[0].num_samples / short[0].sample_rate)
 
 
 def reference_songs(source: str | os.PathLike | Sequence, sample_rate: int = 44100, cache: bool = False) -> list[Song]:
