@@ -245,7 +245,7 @@ def test_references_shorter_than_a_section_are_named(songs, tmp_path, caplog):
     assert "shorter" not in caplog.text
     sf.write(str(tmp_path / "jingle.wav"), np.full((SR // 4, 2), 0.1), SR)
     Method2Dataset(songs, SECONDS, references=tmp_path, examples=2)
-    assert "1 references shorter than 1.0 s (zero-padded), e.g. jingle (0.25 s)" in caplog.text
+    assert "1 of 2 references shorter than 1.0 s (zero-padded), e.g. jingle (0.25 s)" in caplog.text
 
 
 # ----------------------------------------------------------------- collate

@@ -267,8 +267,9 @@ def warn_if_shorter(songs: Sequence[Song], seconds: float, what: str = "songs") 
     from them (those sections are zero-padded: the padding is silence the features see)."""
     short = [s for s in songs if s.num_samples < seconds * s.sample_rate]
     if short:
-        log.warning("%d %s shorter than %.1f s (zero-padded), e.g. %s (%.2f s)", len(short), what, seconds,
-                    getattr(short[0], "name", "the first"), short[0].num_samples / short[0].sample_rate)
+        first = short[0]
+        log.warning("%d of %d %s shorter than %.1f s (zero-padded), e.g. %s (%.2f s)", len(short), len(songs), what,
+                    seconds, getattr(first, "name", "the first"), first.num_samples / first.sample_rate)
 
 
 def reference_songs(source: str | os.PathLike | Sequence, sample_rate: int = 44100, cache: bool = False) -> list[Song]:
