@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import subprocess
 import tempfile
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
+import yaml
 from bs4 import BeautifulSoup
 
 from conftest import BUILD_HTML, NOTEBOOKS, ROOT, toc_files, toc_notebooks
@@ -127,6 +129,23 @@ def test_every_notebook_is_in_the_toc():
     listed = set(toc_files())
     missing = [p.name for p in sorted(NOTEBOOKS.glob("*.ipynb")) if f"notebooks/{p.stem}" not in listed]
     assert not missing, f"notebooks not listed in _toc.yml (add them under their part): {missing}"
+
+
+def test_sidebar_numbers_the_chapters_as_their_files_and_headings():
+    """The text says "chapter 10"; the sidebar must show that number on that chapter,
+    with the chapter's own # heading."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    chapters = [c for part in toc["parts"] for c in part["chapters"] if re.search(r"/\d\d_", c["file"])]
+    assert [int(re.search(r"/(\d\d)_", c["file"]).group(1)) for c in chapters] == list(range(1, 17))
+    for number, chapter in enumerate(chapters, start=1):
+        path = ROOT / chapter["file"]
+        if path.with_suffix(".ipynb").is_file():
+            cells = json.loads(path.with_suffix(".ipynb").read_text(encoding="utf-8"))["cells"]
+            text = "".join("".join(c["source"]) + "\n" for c in cells if c["cell_type"] == "markdown")
+        else:
+            text = path.with_suffix(".md").read_text(encoding="utf-8")
+        heading = re.search(r"^# (.+)$", text, re.M).group(1)
+        assert chapter.get("title") == f"{number}. {heading}", chapter
 
 
 def test_every_toc_page_was_built(built: Path):
