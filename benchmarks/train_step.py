@@ -8,7 +8,8 @@ Vanka et al. (ISMIR 2024) with ``--seconds 4`` (halves of 2 s), batch 4, 8 track
 22.05 kHz. The models run in the same process:
 
 * ``shipped``: the architecture of the shipped checkpoint (``lite`` with its controller
-  grown to 8 layers, as the README's recipe trains it from phase 12 on): the target's
+  grown to 8 layers, as the README's recipe trains it from phase 12 on): the row the
+  target is checked on
 * ``lite``: :meth:`diffmst_lite.model.DiffMST.lite` (the preset; 4 layers)
 * ``paper``: :meth:`diffmst_lite.model.DiffMST.paper` (the paper's sizes)
 
