@@ -24,8 +24,8 @@ The songs are synthetic: label them so wherever results on them are shown.
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import os
 import re
 import shutil

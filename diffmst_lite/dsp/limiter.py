@@ -32,7 +32,6 @@ from diffmst_lite.dsp.threads import thread_map
 from diffmst_lite.files.audio import polyphase_kernel
 
 
-
 def true_peak_interpolation(sample_rate: int) -> tuple[int, int]:
     """``(oversampling, zeros)`` of the true-peak meter at ``sample_rate`` Hz.
 

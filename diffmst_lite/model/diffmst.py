@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
