@@ -340,3 +340,14 @@ def test_mixer_figure_marks_full_scale_and_says_why_a_mix_exceeds_it(tracks):
     assert not quiet.axes[0].texts
     assert "±1 FS" in [line.get_label() for line in quiet.axes[0].lines]
     matplotlib.pyplot.close("all")
+
+
+def test_mixer_figure_labels_tracks_at_one_spot_together_one_name_per_line():
+    names = ["drums_L", "drums_R", "bass_L", "bass_R", "other_L", "other_R", "vocals_L", "vocals_R"]
+    pans = [-0.7, 0.7, 0.0, 0.0, -0.7, 0.7, -0.7, 0.7]
+    gains_db = [3.0, 3.0, 6.0, 6.0, 0.0, 0.0, 3.0, 3.0]
+    fig = plotting.mixer_figure(np.zeros((2, 100)), SR, names, gains_db, pans)
+    labels = sorted(t.get_text() for t in fig.axes[1].texts)
+    # a stereo pair at one spot is one name; tracks left and right of the centre do not share a line
+    assert labels == ["bass_L/R", "drums_L\nvocals_L", "drums_R\nvocals_R", "other_L", "other_R"], labels
+    matplotlib.pyplot.close("all")

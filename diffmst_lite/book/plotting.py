@@ -286,12 +286,12 @@ def mixer_figure(mix: Any, sample_rate: float, names: list[str], gains_db: Any, 
         else:
             spots.append((float(x), float(y), [name]))
     for x, y, here in spots:
-        # a stereo pair at one spot: "bass_L", "bass_R" -> "bass_L/R"; two names per line
+        # a stereo pair at one spot: "bass_L", "bass_R" -> "bass_L/R"; one name per line (labels
+        # from the left and the right both point inwards and would run into each other)
         here = [n + "/R" if n.endswith("_L") and n[:-1] + "R" in here else n
                 for n in here if not (n.endswith("_R") and n[:-1] + "L" in here)]
-        lines = [", ".join(here[i : i + 2]) for i in range(0, len(here), 2)]
         right = x > 0.3  # labels point inwards, centred on their dot
-        stage.annotate("\n".join(lines), (x, y), fontsize=6, xytext=(-5 if right else 5, 0),
+        stage.annotate("\n".join(here), (x, y), fontsize=6, xytext=(-5 if right else 5, 0),
                        textcoords="offset points", ha="right" if right else "left", va="center")
     stage.set(xlim=(-1.15, 1.15), ylim=(min(-24, gains_db.min() - 3), max(12, gains_db.max() + 3)),
               xlabel="pan (−1 = L, +1 = R)", ylabel="fader (dB)", title="Tracks")
