@@ -46,7 +46,9 @@ def test_tables_agree_with_their_pairs():
         for system, row in result.table.items():
             mean = sum(p[system] for p in result.pairs) / len(result.pairs)
             assert mean == pytest.approx(row["af"], rel=1e-4, abs=2e-6), (result.setting, system)
-        assert f"({len(result.pairs)} songs, each one" in results_markdown(result)
+        songs, pairs = result.provenance["songs"], len(result.pairs)
+        source = f"from {songs} songs, {songs - pairs} without tracks left out" if songs > pairs else "one per song"
+        assert f"({pairs} (tracks, reference) pairs, {source};" in results_markdown(result)
 
 
 def test_clips_belong_to_the_shipped_checkpoint():

@@ -264,3 +264,14 @@ def test_training_curves_figure_draws_each_run_and_its_running_mean():
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "optimiser step"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["p1 (running mean of 2)",
                                                                    "p2 (running mean of 1)"]
+    # twelve phases: twelve colours, and the legend below the plot, not over the last phases' curves
+    phases = {f"p{k}": [{"step": 10 * k + i, "af": 1.0} for i in range(3)] for k in range(1, 13)}
+    ax = training_curves_figure(phases, key="af").axes[0]
+    assert len({matplotlib.colors.to_hex(line.get_color()) for line in ax.lines}) == 12
+    ax.figure.canvas.draw()
+    assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0
+    # terms drawn one call each into one axes (chapter 12) still get a colour each
+    ax = training_curves_figure({"rms": history}, key="af").axes[0]
+    training_curves_figure({"width": history}, key="af", ax=ax)
+    assert ax.lines[0].get_color() != ax.lines[2].get_color()
+    matplotlib.pyplot.close("all")

@@ -12,6 +12,7 @@ Audio arguments are numpy arrays or torch tensors, ``(samples,)`` or
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Sequence
 
@@ -333,11 +334,15 @@ def training_curves_figure(runs: dict[str, Sequence[dict]], key: str = "loss", w
     and its running mean over ``min(window, rows // 3)`` logged rows thick.
     Axes: optimiser step; ``key`` (``ylabel``), on a log scale if ``log_scale``.
     """
-    fig, ax = _axis(ax, figsize=(8, 3.4))
-    for label, rows in runs.items():
+    many = len(runs) > 4  # e.g. the phases of a long run: a colour each, the legend below the plot
+    fig, ax = _axis(ax, figsize=(8, 4.2 if many else 3.4))
+    tab20 = plt.get_cmap("tab20").colors  # pairs of a dark and a light shade: the ten dark ones first
+    # up to 10 runs: the axes' colour cycle (which goes on across calls that share ``ax``)
+    colours = itertools.cycle(tab20[0::2] + tab20[1::2] if len(runs) > 10 else [None])
+    for (label, rows), colour in zip(runs.items(), colours):
         steps = np.array([float(row["step"]) for row in rows])
         values = np.array([float(row[key]) for row in rows])
-        line, = ax.plot(steps, values, alpha=0.35, lw=0.8, marker="." if len(rows) <= 30 else None)
+        line, = ax.plot(steps, values, color=colour, alpha=0.35, lw=0.8, marker="." if len(rows) <= 30 else None)
         width = max(1, min(window, len(values) // 3))
         smooth = np.convolve(values, np.ones(width) / width, mode="valid")
         ax.plot(steps[width - 1:], smooth, color=line.get_color(), lw=2,
@@ -346,5 +351,8 @@ def training_curves_figure(runs: dict[str, Sequence[dict]], key: str = "loss", w
     if log_scale:
         ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    if many:
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    else:
+        ax.legend(fontsize=8)
     return fig

@@ -172,7 +172,9 @@ def results_markdown(result: StoredResult) -> str:
 
     wins = win_rates(result.pairs)
     n = len(result.pairs)
-    lines = [f"**{SETTING_TITLES[result.setting]}** ({n} songs, each one (tracks, reference) pair; "
+    songs = result.provenance.get("songs", n)  # evaluate() leaves out songs without tracks
+    source = f"from {songs} songs, {songs - n} without tracks left out" if songs > n else "one per song"
+    lines = [f"**{SETTING_TITLES[result.setting]}** ({n} (tracks, reference) pairs, {source}; "
              f"{result.provenance['seconds']:g} s sections)", "",
              "| system | AF total (lower is better) | pairs on which the model is better |", "|---|---|---|"]
     most_steps = max(result.provenance["optimize_steps"])
