@@ -331,7 +331,8 @@ def training_curves_figure(runs: dict[str, Sequence[dict]], key: str = "loss", w
     ``runs`` maps a label to log rows (``train``'s ``history`` or the rows of a
     ``log.csv``; numbers or their strings) with ``step`` and ``key``. Single batches
     hold different songs and settings, so the values jump: each run is drawn thin
-    and its running mean over ``min(window, rows // 3)`` logged rows thick.
+    and its running mean over ``min(window, rows // 3)`` logged rows thick. More than 4
+    runs put the legend below the axes; more than 10 get a colour each from ``tab20``.
     Axes: optimiser step; ``key`` (``ylabel``), on a log scale if ``log_scale``.
     """
     many = len(runs) > 4  # e.g. the phases of a long run: a colour each, the legend below the plot
