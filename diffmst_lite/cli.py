@@ -165,7 +165,9 @@ def cmd_mix(args: argparse.Namespace) -> None:
         sheet, moved = predict_sheet(model, tracks, reference, rate, names, args.excerpt)
         if moved:
             print(f"note: {moved} predicted settings lay outside their range at {rate} Hz and were moved to "
-                  "its edge", file=sys.stderr)
+                  f"its edge (the model works at {model.config.sample_rate} Hz, where an EQ band whose range "
+                  "lies above 0.45 fs covers the octave below it instead, as band 3 does; docs/design.md §4.1)",
+                  file=sys.stderr)
         if args.refine:
             sheet = optimize_sheet(tracks, reference, rate, names, args.excerpt, args.refine, start=sheet)
     if not args.keep_level:

@@ -352,6 +352,7 @@ def test_mix_of_44k_stems_with_the_shipped_model_moves_at_most_one_setting_per_s
     err = capsys.readouterr().err
     moved = int(err.split(" predicted settings lay outside")[0].split()[-1]) if "lay outside" in err else 0
     assert 0 < moved <= len(paths) + 1, err
+    assert f"the model works at {SR} Hz" in err and "as band 3 does" in err, err  # why, not only how many
     sheet = json.loads((tmp_path / "m.json").read_text())
     for strip in sheet["tracks"] + [sheet["master"]]:
         pinned = [band for band, (low, high) in zip(strip["eq"], params.band_freq_ranges(44100))
