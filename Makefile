@@ -77,7 +77,7 @@ data: install
 	test -d $(DATA)/synthv || $(VENV)/bin/diffmst-lite make-songs $(DATA)/synthv --songs 48 --seconds 20 --seed 1 \
 	    --test-songs 8 --sample-rate 22050 --varied
 	test -d $(DATA)/synth_fresh || $(VENV)/bin/diffmst-lite make-songs $(DATA)/synth_fresh --songs 0 --seconds 20 \
-	    --seed 100 --test-songs 32 --sample-rate 22050
+	    --seed 100 --test-songs 96 --sample-rate 22050
 	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/real --sources lmms --sample-rate 22050 --seconds 40
 	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/realmidi --sources midi --sample-rate 22050 --seconds 60
 	$(VENV)/bin/diffmst-lite make-real-songs $(DATA)/refs --sources "" --references-out $(DATA)/refs

@@ -13,6 +13,7 @@ from diffmst_lite.book.results import (RESULTS_DIR, SETTING_TITLES, checkpoint_s
                                        provenance_line, results_markdown, stored_clips, stored_results)
 from diffmst_lite.data.realsongs import is_held_out
 from diffmst_lite.dsp.loudness import integrated_loudness
+from diffmst_lite.mixing.evaluate import win_rates
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,3 +108,43 @@ def test_results_script_refuses_a_setting_whose_songs_it_was_not_given(capsys):
         with pytest.raises(SystemExit):
             script.main(argv)
         assert message in capsys.readouterr().err
+
+
+README_ROWS = {"equal-loudness": "equal-loudness", "random settings": "random",
+               "test-time optimisation, 50 steps": "optimised (50 steps)",
+               "test-time optimisation, 100 steps": "optimised", "**model** (one forward pass)": "model"}
+README_COLUMNS = {"synthetic": "synthetic", "fresh synthetic": "synthetic-fresh", "real": "real"}
+README_REFERENCES = {"same-song": "same", "cross-song": "cross", "mastered reference": "mastered"}
+
+
+def _readme_results_table() -> tuple[list[str], dict[str, list[str]]]:
+    """The README's results table: its settings (from the header) and its rows by first cell."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| system | synthetic, same-song"))
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start:] if line.startswith("|")]
+    header, rows = cells[0], {row[0]: row[1:] for row in cells[2:]}
+    settings = []
+    for title in header[1:]:
+        data, reference = title.split(" (")[0].split(", ")
+        settings.append(f"{README_COLUMNS[data]}-{README_REFERENCES[reference]}")
+    return settings, rows | {"header": header[1:]}
+
+
+def test_readme_results_table_is_the_stored_results():
+    """Every number of the README's table is the stored one, as printed (rounded to its digits)."""
+    settings, rows = _readme_results_table()
+    results = stored_results()
+    assert settings == [s for s in SETTING_TITLES if s in results]
+    for k, setting in enumerate(settings):
+        result, n = results[setting], len(results[setting].pairs)
+        assert rows["header"][k].endswith(f"({n} pairs)"), setting
+        for label, system in README_ROWS.items():
+            printed = rows[label][k].strip("*")
+            decimals = len(printed.split(".")[1])
+            assert float(printed) == round(result.table[system]["af"], decimals), (setting, label, printed)
+        wins = win_rates(result.pairs)
+        assert rows["pairs on which the model beats equal-loudness"][k] == f"{wins['equal-loudness'][0]}/{n}"
+        assert rows["pairs on which the model beats random"][k] == f"{wins['random'][0]}/{n}"
+        assert rows["pairs on which the model beats 50-step optimisation"][k] == f"{wins['optimised (50 steps)'][0]}/{n}"
+        ratio = result.table["model"]["af"] / result.table["optimised (50 steps)"]["af"]
+        assert rows["model AF / 50-step optimisation AF"][k] == f"{ratio:.2f}x", setting
