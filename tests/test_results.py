@@ -4,6 +4,7 @@ the listening examples are short, loudness-matched, attributed development songs
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -113,38 +114,41 @@ def test_results_script_refuses_a_setting_whose_songs_it_was_not_given(capsys):
 README_ROWS = {"equal-loudness": "equal-loudness", "random settings": "random",
                "test-time optimisation, 50 steps": "optimised (50 steps)",
                "test-time optimisation, 100 steps": "optimised", "**model** (one forward pass)": "model"}
+README_WIN_ROWS = {"equal-loudness": "equal-loudness", "random": "random",
+                   "50-step optimisation": "optimised (50 steps)"}
 README_COLUMNS = {"synthetic": "synthetic", "fresh synthetic": "synthetic-fresh", "real": "real"}
 README_REFERENCES = {"same-song": "same", "cross-song": "cross", "mastered reference": "mastered"}
 
 
-def _readme_results_table() -> tuple[list[str], dict[str, list[str]]]:
-    """The README's results table: its settings (from the header) and its rows by first cell."""
+def _readme_results_table() -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """The README's results table: its settings and column titles (from the header) and its
+    rows by first cell (the table ends at the first line that is not a table row)."""
     lines = (ROOT / "README.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| system | synthetic, same-song"))
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start:] if line.startswith("|")]
-    header, rows = cells[0], {row[0]: row[1:] for row in cells[2:]}
+    table = itertools.takewhile(lambda line: line.startswith("|"), lines[start:])
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    titles, rows = cells[0][1:], {row[0]: row[1:] for row in cells[2:]}
     settings = []
-    for title in header[1:]:
+    for title in titles:
         data, reference = title.split(" (")[0].split(", ")
         settings.append(f"{README_COLUMNS[data]}-{README_REFERENCES[reference]}")
-    return settings, rows | {"header": header[1:]}
+    return settings, titles, rows
 
 
 def test_readme_results_table_is_the_stored_results():
     """Every number of the README's table is the stored one, as printed (rounded to its digits)."""
-    settings, rows = _readme_results_table()
+    settings, titles, rows = _readme_results_table()
     results = stored_results()
     assert settings == [s for s in SETTING_TITLES if s in results]
     for k, setting in enumerate(settings):
         result, n = results[setting], len(results[setting].pairs)
-        assert rows["header"][k].endswith(f"({n} pairs)"), setting
+        assert titles[k].endswith(f"({n} pairs)"), setting
         for label, system in README_ROWS.items():
             printed = rows[label][k].strip("*")
             decimals = len(printed.split(".")[1])
             assert float(printed) == round(result.table[system]["af"], decimals), (setting, label, printed)
         wins = win_rates(result.pairs)
-        assert rows["pairs on which the model beats equal-loudness"][k] == f"{wins['equal-loudness'][0]}/{n}"
-        assert rows["pairs on which the model beats random"][k] == f"{wins['random'][0]}/{n}"
-        assert rows["pairs on which the model beats 50-step optimisation"][k] == f"{wins['optimised (50 steps)'][0]}/{n}"
+        for label, system in README_WIN_ROWS.items():
+            assert rows[f"pairs on which the model beats {label}"][k] == f"{wins[system][0]}/{n}", (setting, label)
         ratio = result.table["model"]["af"] / result.table["optimised (50 steps)"]["af"]
         assert rows["model AF / 50-step optimisation AF"][k] == f"{ratio:.2f}x", setting
