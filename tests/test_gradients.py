@@ -1,6 +1,8 @@
 """Finite gradients everywhere a trainer can go: every range edge of every
 parameter (pan hard left and right included), silence and mono-in-stereo."""
 
+import math
+
 import pytest
 import torch
 
@@ -187,8 +189,6 @@ def test_eq_response_hand_written_backward_matches_autograd_of_the_biquads():
     """dsp.biquads._CascadeResponse (the six-band EQ's response, backward in float32 real
     arithmetic) against autograd through the product of each band's complex response in
     float64, with a 20 Hz shelf, bands at their range edges and random settings."""
-    import math
-
     from diffmst_lite.console import params
     from diffmst_lite.dsp.biquads import BAND_TYPES, biquad_response, eq_frequency_response
 
@@ -212,3 +212,40 @@ def test_eq_response_hand_written_backward_matches_autograd_of_the_biquads():
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6)  # the upper bands in float32
     for name, g, e in zip(("frequency", "gain", "Q"), got_grads, expected_grads):
         assert torch.allclose(g, e, rtol=1e-4, atol=1e-4 * e.abs().max()), name
+
+
+def test_eq_impulse_by_recursion_passes_gradcheck():
+    """dsp.biquads._CascadeImpulse (biquads in series run on a unit impulse, with the adjoint
+    recursion as backward) against finite differences, on random stable biquads."""
+    from diffmst_lite.dsp.biquads import _CascadeImpulse
+
+    generator = torch.Generator().manual_seed(0)
+    b = (0.5 * torch.randn(2, 3, 3, generator=generator, dtype=torch.float64)).requires_grad_()
+    radius = 0.5 + 0.45 * torch.rand(2, 3, generator=generator, dtype=torch.float64)  # poles inside the circle
+    angle = math.pi * torch.rand(2, 3, generator=generator, dtype=torch.float64)
+    a = torch.stack([torch.ones_like(radius), -2 * radius * torch.cos(angle), radius.square()], -1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda b, a: _CascadeImpulse.apply(b, a, 40), (b, a))
+
+
+@pytest.mark.parametrize("sample_rate", [22050, 44100])
+def test_eq_impulse_by_recursion_matches_the_sampled_response_and_its_gradient(sample_rate):
+    """The EQ's impulse response on the CPU (recursion) and on other devices (inverse FFT of
+    the sampled response) agree, values and gradients w.r.t. every setting, over the
+    console's ranges (their edges included)."""
+    from diffmst_lite.console import params
+    from diffmst_lite.dsp.biquads import _sampled_impulse_response, eq_impulse_length, eq_impulse_response
+
+    length = eq_impulse_length(sample_rate)
+    unit = torch.rand(6, params.NUM_TRACK_PARAMS, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    unit[0], unit[1] = 0.0, 1.0
+    physical = params.to_physical(unit, params.track_param_specs(sample_rate))
+    weights = torch.randn(6, length, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    results = []
+    for impulse_response in (eq_impulse_response, _sampled_impulse_response):
+        settings = [physical[:, index].clone().requires_grad_() for index in (params.EQ_FREQ, params.EQ_GAIN, params.EQ_Q)]
+        impulse = impulse_response(*settings, sample_rate, length)
+        results.append((impulse, torch.autograd.grad((impulse * weights).sum(), settings)))
+    (ours, our_grads), (sampled, sampled_grads) = results
+    assert (ours - sampled).abs().max() < 1e-4 * sampled.abs().max()
+    for name, g, e in zip(("frequency", "gain", "Q"), our_grads, sampled_grads):
+        assert torch.allclose(g, e, rtol=1e-3, atol=1e-3 * e.abs().max()), name

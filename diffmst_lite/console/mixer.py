@@ -7,10 +7,10 @@ stereo-linked compressor -> output gain. Chapter 5: The master bus and the conso
 
 Differences from the reference implementation, on purpose (docs/design.md §4):
 
-- The EQ is six RBJ "Audio EQ Cookbook" biquads whose joint frequency response is
-  sampled on a grid, turned into one impulse response of 0.85 s and applied by one
-  FFT convolution. That is the exact IIR response up to the (tiny) tail beyond
-  0.85 s, at a fraction of the cost of filtering with full-length FFTs per band.
+- The EQ is six RBJ "Audio EQ Cookbook" biquads whose joint impulse response (0.85 s,
+  from running them on a unit impulse) is applied by one FFT convolution. That is
+  the exact IIR response up to the (tiny) tail beyond 0.85 s, at a fraction of the
+  cost of filtering with full-length FFTs per band.
 - The compressor has an RMS level detector and working attack *and* release
   (gain smoothing with torchcomp's differentiable recursion, Yu & Fazekas 2024).
 - The pan law is -4.5 dB at centre, written so its gradient is finite at hard
@@ -26,7 +26,7 @@ from diffmst_lite.console import params
 from diffmst_lite.dsp.biquads import eq_impulse_length, parametric_eq
 from diffmst_lite.dsp.decibels import gain
 from diffmst_lite.dsp.dynamics import compressor
-from diffmst_lite.dsp.panning import pan
+from diffmst_lite.dsp.panning import pan, pan_gains
 from diffmst_lite.dsp.threads import thread_map
 
 CHUNK_BYTES = 24 * 2**20  # channel strips run in chunks whose temporaries stay below glibc's 32 MB mmap threshold
@@ -74,10 +74,9 @@ class MixingConsole(ConsoleLayout):
     def _compressor(self, x: torch.Tensor, settings: torch.Tensor) -> torch.Tensor:
         return compressor(x, self.sample_rate, *settings[:, params.COMPRESSOR].unbind(-1))
 
-    def _strip(self, tracks: torch.Tensor, settings: torch.Tensor) -> torch.Tensor:
-        """Channel strips of mono ``tracks (R, N)`` with physical ``settings (R, P)`` -> ``(R, 2, N)``."""
-        x = self._eq(tracks[:, None], settings)  # gain + EQ
-        return pan(self._compressor(x, settings)[:, 0], settings[:, params.PAN])
+    def _mono_strip(self, tracks: torch.Tensor, settings: torch.Tensor) -> torch.Tensor:
+        """Channel strips before the panner: mono ``tracks (R, N)``, physical ``settings (R, P)`` -> ``(R, N)``."""
+        return self._compressor(self._eq(tracks[:, None], settings), settings)[:, 0]  # gain + EQ, compressor
 
     def _row_chunks(self, rows: int, num_samples: int) -> list[slice]:
         """Slices of ``rows`` channel strips small enough that no temporary exceeds ``CHUNK_BYTES``.
@@ -96,7 +95,8 @@ class MixingConsole(ConsoleLayout):
         batch, num_tracks, num_samples = tracks.shape
         settings = params.to_physical(track_params, self.track_specs).reshape(batch * num_tracks, -1)
         flat = tracks.reshape(batch * num_tracks, num_samples)
-        wet = [self._strip(flat[rows], settings[rows]) for rows in self._row_chunks(len(flat), num_samples)]
+        wet = [pan(self._mono_strip(flat[rows], settings[rows]), settings[rows, params.PAN])
+               for rows in self._row_chunks(len(flat), num_samples)]
         return torch.cat(wet).reshape(batch, num_tracks, 2, num_samples)
 
     def mix_tracks(self, tracks: torch.Tensor, track_params: torch.Tensor) -> torch.Tensor:
@@ -104,22 +104,26 @@ class MixingConsole(ConsoleLayout):
 
         The same as ``process_tracks(...).sum(1)``, but the strips run in chunks (see
         :meth:`_row_chunks`) and only the bus is kept, so long inputs need no large
-        temporaries.
+        temporaries. Panning and summing are one matrix product per chunk: the bus's
+        ``2B`` channels from the chunk's mono strips, through a routing matrix of pan
+        gains (no stereo copy of the strips, forward or backward).
         """
         batch, num_tracks, num_samples = tracks.shape
         settings = params.to_physical(track_params, self.track_specs).reshape(batch * num_tracks, -1)
         flat = tracks.reshape(batch * num_tracks, num_samples)
-        owner = torch.arange(batch, device=tracks.device).repeat_interleave(num_tracks)
-        bus = tracks.new_zeros(batch, 2, num_samples)
+        owner = torch.eye(batch, dtype=tracks.dtype, device=tracks.device).repeat_interleave(num_tracks, 0)  # (R, B)
+        bus = tracks.new_zeros(batch * 2, num_samples)  # (left, right) of each song
         chunks = self._row_chunks(len(flat), num_samples)
         # rendering (no gradients): the strips on several threads, so that the compressor's
         # per-sample loops keep both cores busy (1.2x for a 3-minute 8-track song,
         # benchmarks/README.md); summed in chunk order whatever the threads: the same mix
-        strips = thread_map(lambda rows: self._strip(flat[rows], settings[rows]), chunks,
+        strips = thread_map(lambda rows: self._mono_strip(flat[rows], settings[rows]), chunks,
                             parallel=not torch.is_grad_enabled())
-        for rows, wet in zip(chunks, strips):
-            bus.index_add_(0, owner[rows], wet)
-        return bus
+        for rows, mono in zip(chunks, strips):
+            gains = torch.stack(pan_gains(settings[rows, params.PAN]), -1)  # (rows, 2)
+            routing = (owner[rows, :, None] * gains[:, None, :]).flatten(1)  # (rows, 2B): strip -> bus channel
+            bus.addmm_(routing.T, mono)
+        return bus.unflatten(0, (batch, 2))
 
     def master_bus(self, bus: torch.Tensor, master_params: torch.Tensor) -> torch.Tensor:
         """Master bus: ``bus (B, 2, N)``, ``master_params (B, Pm)`` -> ``(B, 2, N)``."""

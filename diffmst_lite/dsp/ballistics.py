@@ -21,7 +21,7 @@ same cores, docs/design.md §4.3), release the GIL (so that Python threads can r
 of them at once when rendering) and are compiled with ``cache=True``: a new process
 loads machine code from numba's cache (``__pycache__`` next to this file, or
 ``NUMBA_CACHE_DIR`` when set) instead of compiling again. This module is imported
-only when a compressor or the limiter first runs (importing it starts numba). The
+only when a compressor or the limiter first runs (:func:`.compiled.compiled_loops`). The
 recursions' scalars are float64 whatever the arrays' dtype (as in torchcomp's kernel), so slow
 one-pole recursions do not stall on float32 rounding.
 """

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from diffmst_lite.dsp.compiled import compiled_loops
 from diffmst_lite.dsp.fftconv import fast_fft_length, fft_convolve
 from diffmst_lite.dsp.decibels import gain
 
@@ -126,7 +127,9 @@ class _CascadeResponse(torch.autograd.Function):
     a time, so that its temporaries stay in cache: the response of a training step's 36
     EQs at 22.05 kHz with its inverse FFT, fwd+bwd, went from 96-117 to 61-69 ms
     (benchmarks/README.md). Checked against autograd through each band's complex
-    response in float64 in tests/test_gradients.py.
+    response in float64 in tests/test_gradients.py. On the CPU the console's EQ now
+    gets its impulse response by recursion instead (:class:`_CascadeImpulse`, faster
+    still); this serves other devices and :func:`eq_frequency_response`.
     """
 
     @staticmethod
@@ -208,6 +211,64 @@ def eq_frequency_response(
     return response
 
 
+class _CascadeImpulse(torch.autograd.Function):
+    """The impulse response ``(rows, length)`` of biquads in series from their coefficients
+    ``b, a (rows, stages, 3)`` (normalised, ``a[..., 0] == 1``), by running them on a unit
+    impulse in float64; the backward is the adjoint recursion (:mod:`.biquad_loops`).
+    Checked with ``gradcheck`` and against the frequency-sampled response in tests/test_gradients.py.
+    """
+
+    @staticmethod
+    def forward(ctx, b, a, length):
+        b, a = (t.detach().double().contiguous().numpy() for t in (b, a))
+        signals = compiled_loops("biquad_loops").impulse_response(b, a, length)
+        ctx.arrays = b, a, signals
+        return torch.from_numpy(signals[:, -1, 2:])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        b, a, signals = ctx.arrays
+        grad = grad.double().contiguous().numpy()
+        grad_b, grad_a = compiled_loops("biquad_loops").impulse_response_backward(b, a, signals, grad)
+        return torch.from_numpy(grad_b), torch.from_numpy(grad_a), None
+
+
+def eq_impulse_response(
+    freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor, sample_rate: float, length: int
+) -> torch.Tensor:
+    """The six-band EQ's impulse response, its first ``length`` samples.
+
+    Args:
+        freq_hz, gain_db, q: ``(batch, 6)``; bands in the order of ``params.BAND_TYPES``.
+
+    Returns:
+        ``(batch, length)`` float64. On the CPU the six biquads run on a unit impulse
+        (:class:`_CascadeImpulse`): exact up to ``length``. On other devices (numba's
+        loops read CPU memory only) :func:`_sampled_impulse_response`: the same up to the
+        tail beyond ``length``, which it folds onto the start (tests/test_accuracy.py
+        bounds both at 0.1 dB of the exact response).
+
+    Chapter 3: Parametric EQ.
+    """
+    if freq_hz.device.type != "cpu":
+        return _sampled_impulse_response(freq_hz, gain_db, q, sample_rate, length)
+    # coefficients in float64: at 20 Hz their terms cancel to ~1e-5
+    b, a = zip(*(biquad_coefficients(kind, freq_hz[:, i].double(), gain_db[:, i].double(), q[:, i].double(),
+                                     sample_rate) for i, kind in enumerate(BAND_TYPES)))
+    b, a = torch.stack(b, 1), torch.stack(a, 1)
+    a0 = a[..., :1]
+    return _CascadeImpulse.apply(b / a0, a / a0, length)
+
+
+def _sampled_impulse_response(
+    freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor, sample_rate: float, length: int
+) -> torch.Tensor:
+    """:func:`eq_impulse_response` as the inverse FFT of the EQ's response sampled on
+    ``length // 2 + 1`` frequencies (:func:`eq_frequency_response`): ``(batch, length)`` float64."""
+    return torch.fft.irfft(eq_frequency_response(freq_hz, gain_db, q, sample_rate, length // 2 + 1), n=length)
+
+
 def parametric_eq(
     x: torch.Tensor, sample_rate: float, freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor,
     level_db: torch.Tensor | None = None,
@@ -229,9 +290,7 @@ def parametric_eq(
 
     Chapter 3: Parametric EQ.
     """
-    length = eq_impulse_length(sample_rate)
-    response = eq_frequency_response(freq_hz, gain_db, q, sample_rate, length // 2 + 1)
-    impulse = torch.fft.irfft(response, n=length).to(x.dtype)
+    impulse = eq_impulse_response(freq_hz, gain_db, q, sample_rate, eq_impulse_length(sample_rate)).to(x.dtype)
     if level_db is not None:
         impulse = gain(impulse, level_db)
     return fft_convolve(x, impulse)

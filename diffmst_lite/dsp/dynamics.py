@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 import os
-from types import ModuleType
 
 import numpy as np
 import torch
 
+from diffmst_lite.dsp.compiled import compiled_loops
 from diffmst_lite.dsp.decibels import db_to_amplitude
 
 LEVEL_DETECTOR_MS = 10.0  # time constant of the RMS level detector
@@ -59,21 +59,11 @@ def compressor_core(x: torch.Tensor, zi: torch.Tensor, at: torch.Tensor, rt: tor
     return y
 
 
-def compiled_loops() -> ModuleType:
-    """The numba loops of :mod:`.ballistics` (the compressor's and the limiter's), imported
-    at the first call: importing it starts numba (about 0.7 s), which then gets one
-    thread unless ``NUMBA_NUM_THREADS`` says otherwise (as for torchcomp)."""
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    from diffmst_lite.dsp import ballistics
-
-    return ballistics
-
-
 def _attack_release_no_grad(x: torch.Tensor, zi: torch.Tensor, at: torch.Tensor, rt: torch.Tensor) -> torch.Tensor:
     """The same recursion when nothing needs a gradient (rendering): numba's on-disk cache
     spares each new process the compilation of torchcomp's kernel (see :mod:`.ballistics`)."""
     as_numpy = [t.detach().contiguous().numpy() for t in (x, zi, at, rt)]  # dtypes as torchcomp gets them
-    return torch.from_numpy(compiled_loops().attack_release(*as_numpy)[0])
+    return torch.from_numpy(compiled_loops("ballistics").attack_release(*as_numpy)[0])
 
 
 def time_constant_to_coefficient(ms: torch.Tensor, sample_rate: float) -> torch.Tensor:
@@ -156,7 +146,7 @@ class _SideChain(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, detector, threshold_db, ratio, knee_db, attack, release):
-        kernels = compiled_loops()
+        kernels = compiled_loops("ballistics")
         settings = [s.detach().double().contiguous().numpy() for s in (detector, threshold_db, ratio, knee_db,
                                                                       attack, release)]
         x = x.detach().contiguous()
@@ -177,7 +167,7 @@ class _SideChain(torch.autograd.Function):
         grad_gain = torch.zeros_like(gain) if grad_gain is None else grad_gain.contiguous()
         grad_detected = gain.new_empty(len(gain), 0) if grad_detected is None else grad_detected.contiguous()
         arrays = [t.numpy() for t in (detected, log_power, target, gain, attacking, grad_gain, grad_detected)]
-        grad_x, grads = compiled_loops().side_chain_backward(x.numpy(), *ctx.settings, *arrays)
+        grad_x, grads = compiled_loops("ballistics").side_chain_backward(x.numpy(), *ctx.settings, *arrays)
         grads = [torch.from_numpy(g).to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return torch.from_numpy(grad_x), None, *grads
 

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffmst_lite.dsp.dynamics import compiled_loops, time_constant_to_coefficient
+from diffmst_lite.dsp.compiled import compiled_loops
+from diffmst_lite.dsp.dynamics import time_constant_to_coefficient
 from diffmst_lite.dsp.threads import thread_map
 from diffmst_lite.files.audio import polyphase_kernel
 
@@ -64,7 +65,7 @@ def _oversampled_peaks(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     kernel, reach = polyphase_kernel(oversampling, 1, zeros)
     phases = kernel[1:].numpy()  # phase 0 is the sample itself
     padded = F.pad(x.detach().float(), (reach, reach)).numpy()
-    peaks_of = partial(compiled_loops().interpolated_peaks, phases=phases)
+    peaks_of = partial(compiled_loops("ballistics").interpolated_peaks, phases=phases)
     channels = list(thread_map(peaks_of, padded, parallel=x.shape[-1] >= PARALLEL_SAMPLES))
     return torch.from_numpy(np.maximum.reduce(channels))
 
@@ -96,5 +97,5 @@ def limit_true_peak(x: torch.Tensor, sample_rate: int, ceiling_dbtp: float = -1.
     ceiling = 10.0 ** ((ceiling_dbtp - CEILING_MARGIN_DB) / 20.0)
     reach = max(1, round(lookahead_ms * sample_rate / 1000.0))
     release = float(time_constant_to_coefficient(torch.tensor(release_ms, dtype=torch.float64), sample_rate))
-    gain = compiled_loops().limiter_gain(_oversampled_peaks(x, sample_rate).numpy(), ceiling, reach, release)
+    gain = compiled_loops("ballistics").limiter_gain(_oversampled_peaks(x, sample_rate).numpy(), ceiling, reach, release)
     return x * torch.from_numpy(gain)
