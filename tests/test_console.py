@@ -406,3 +406,25 @@ def test_thread_map_keeps_the_order_and_raises_the_first_error():
             list(thread_map(fail_on_3, range(6)))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_kernels_on_pytorch_threads_give_the_same_mix_and_gradients_as_on_one(monkeypatch):
+    """The numba kernels run their rows in parallel (dsp/compiled.py): each row is computed
+    alone, so the mix and every gradient are bit-identical to one thread's."""
+    from diffmst_lite.dsp import compiled
+
+    generator = torch.Generator().manual_seed(0)
+    tracks = 0.1 * torch.randn(2, 3, 6000, generator=generator)
+    unit = [torch.rand(2, 3, params.NUM_TRACK_PARAMS, generator=generator),
+            torch.rand(2, params.NUM_MASTER_PARAMS, generator=generator)]
+
+    def render():
+        settings = [u.clone().requires_grad_() for u in unit]
+        mix = MixingConsole(SR)(tracks, *settings)
+        (mix**2).mean().backward()
+        return [mix.detach(), *(s.grad for s in settings)]
+
+    several = render()
+    monkeypatch.setattr(compiled, "on_worker_thread", lambda: True)  # as on a thread_map worker: one thread
+    one = render()
+    assert all(torch.equal(a, b) for a, b in zip(several, one))

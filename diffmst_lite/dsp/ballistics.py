@@ -16,9 +16,10 @@ torchcomp's backward through torchlpc). Between the forward loops, torch's vecto
 ``log`` and ``exp`` run: numba calls the C library's scalar ones, which cost more than
 all the loops together (15 against 7 ns per sample).
 
-All are single-threaded (numba's worker threads would compete with PyTorch's on the
-same cores, docs/design.md §4.3), release the GIL (so that Python threads can run two
-of them at once when rendering) and are compiled with ``cache=True``: a new process
+The compressor's loops run their rows in parallel on PyTorch's own OpenMP threads
+where numba's OpenMP layer loads (:mod:`.compiled`, docs/design.md §4.3); the limiter's are single-threaded (its
+channels run on Python threads). All release the GIL (so that Python threads can run
+two of them at once when rendering) and are compiled with ``cache=True``: a new process
 loads machine code from numba's cache (``__pycache__`` next to this file, or
 ``NUMBA_CACHE_DIR`` when set) instead of compiling again. This module is imported
 only when a compressor or the limiter first runs (:func:`.compiled.compiled_loops`). The
@@ -33,11 +34,15 @@ import math
 import numba
 import numpy as np
 
+from diffmst_lite.dsp.compiled import parallel_rows
+
+PARALLEL = parallel_rows()  # rows in parallel on numba's OpenMP layer, if it is there (compiled.py)
+
 DB_PER_NEPER_POWER = 10.0 / math.log(10.0)  # 10 log10(p) == ln(p) * this
 NEPER_PER_DB_AMPLITUDE = math.log(10.0) / 20.0  # 10 ** (db / 20) == exp(db * this)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=PARALLEL)
 def attack_release(x: np.ndarray, zi: np.ndarray, at: np.ndarray, rt: np.ndarray) -> tuple:
     """``y[b, t] = y[b, t-1] + c * (x[b, t] - y[b, t-1])`` with ``c = at[b]`` while ``x < y`` (attack)
     and ``rt[b]`` otherwise (release); ``y[b, -1] = zi[b]``.
@@ -54,7 +59,7 @@ def attack_release(x: np.ndarray, zi: np.ndarray, at: np.ndarray, rt: np.ndarray
     batch, samples = x.shape
     y = np.empty_like(x)
     attacking = np.empty((batch, samples), np.bool_)
-    for b in range(batch):
+    for b in numba.prange(batch):  # in parallel if PARALLEL
         g, attack, release = zi[b], at[b], rt[b]
         for t in range(samples):
             f = x[b, t]
@@ -66,7 +71,7 @@ def attack_release(x: np.ndarray, zi: np.ndarray, at: np.ndarray, rt: np.ndarray
     return y, attacking
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=PARALLEL)
 def detector(x: np.ndarray, silence: float, coefficient: np.ndarray) -> np.ndarray:
     """The RMS level detector: ``d[b, t] = d[b, t-1] + c (p[b, t] - d[b, t-1])``, ``d[b, -1] = 0``.
 
@@ -82,7 +87,7 @@ def detector(x: np.ndarray, silence: float, coefficient: np.ndarray) -> np.ndarr
     """
     batch, channels, samples = x.shape
     detected = np.empty((batch, samples), x.dtype)
-    for b in range(batch):
+    for b in numba.prange(batch):  # in parallel if PARALLEL
         c = coefficient[b]
         keep, d = 1 - c, 0.0
         for t in range(samples):
@@ -107,7 +112,7 @@ def _curve(log_power: float, threshold_db: float, knee: float, half_per_knee: fl
     return over, inside, inside * inside * half_per_knee + max(over - knee / 2, 0.0)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=PARALLEL)
 def gain_exponent(
     log_power: np.ndarray, threshold_db: np.ndarray, ratio: np.ndarray, knee_db: np.ndarray,
 ) -> np.ndarray:
@@ -122,7 +127,7 @@ def gain_exponent(
     """
     batch, samples = log_power.shape
     exponent = np.empty_like(log_power)
-    for b in range(batch):
+    for b in numba.prange(batch):  # in parallel if PARALLEL
         scale, threshold, knee = NEPER_PER_DB_AMPLITUDE * (1.0 / ratio[b] - 1.0), threshold_db[b], knee_db[b]
         half_per_knee = 0.5 / knee
         for t in range(samples):
@@ -130,7 +135,7 @@ def gain_exponent(
     return exponent
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=PARALLEL)
 def side_chain_backward(
     x: np.ndarray, detector: np.ndarray, threshold_db: np.ndarray, ratio: np.ndarray, knee_db: np.ndarray,
     attack: np.ndarray, release: np.ndarray, detected: np.ndarray, log_power: np.ndarray, target: np.ndarray,
@@ -156,7 +161,7 @@ def side_chain_backward(
     batch, channels, samples = x.shape
     grad_x = np.empty_like(x)
     grads = np.zeros((5, batch))
-    for b in range(batch):
+    for b in numba.prange(batch):  # in parallel if PARALLEL
         # per-row constants in locals, and no division in the loop but one
         threshold, slope, knee, a, r = threshold_db[b], 1.0 / ratio[b] - 1.0, knee_db[b], attack[b], release[b]
         per_knee, keep_detector, by_power_per_detected = 1.0 / knee, 1 - detector[b], 2 * detector[b] / channels

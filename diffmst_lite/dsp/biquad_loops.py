@@ -8,8 +8,9 @@ reverse-time loop per biquad. Both replace sampling the cascade's complex respon
 on a grid of 2^14-2^15 frequencies and an inverse FFT, forward and backward, which
 cost several times more (benchmarks/README.md, "Sixteenth session").
 
-The loops are single-threaded, release the GIL and are cached on disk, like those of
-:mod:`.ballistics`; imported at first use through :func:`.compiled.compiled_loops`.
+The loops run their rows in parallel on PyTorch's own OpenMP threads (where numba's
+OpenMP layer loads), release the GIL and are cached on disk, like those of :mod:`.ballistics`; imported at first use
+through :func:`.compiled.compiled_loops` (docs/design.md §4.3).
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from diffmst_lite.dsp.compiled import parallel_rows
 
-@numba.njit(cache=True, nogil=True)
+PARALLEL = parallel_rows()  # rows in parallel on numba's OpenMP layer, if it is there (compiled.py)
+
+
+@numba.njit(cache=True, nogil=True, parallel=PARALLEL)
 def impulse_response(b: np.ndarray, a: np.ndarray, length: int) -> np.ndarray:
     """Impulse response of biquads in series, each ``(b0 + b1 z^-1 + b2 z^-2) / (1 + a1 z^-1 + a2 z^-2)``.
 
@@ -34,11 +39,9 @@ def impulse_response(b: np.ndarray, a: np.ndarray, length: int) -> np.ndarray:
     """
     rows, stages, _ = b.shape
     signals = np.zeros((rows, stages + 1, length + 2))
-    z1, z2 = np.empty(stages), np.empty(stages)
-    for r in range(rows):
+    for r in numba.prange(rows):  # in parallel if PARALLEL
+        z1, z2 = np.zeros(stages), np.zeros(stages)
         signals[r, 0, 2] = 1.0
-        z1[:] = 0.0
-        z2[:] = 0.0
         for n in range(2, length + 2):
             x = signals[r, 0, n]
             for k in range(stages):  # all biquads at one sample: their recursions overlap
@@ -50,7 +53,7 @@ def impulse_response(b: np.ndarray, a: np.ndarray, length: int) -> np.ndarray:
     return signals
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=PARALLEL)
 def impulse_response_backward(b: np.ndarray, a: np.ndarray, signals: np.ndarray, grad: np.ndarray) -> tuple:
     """Gradients of a loss w.r.t. the coefficients of :func:`impulse_response`.
 
@@ -71,9 +74,8 @@ def impulse_response_backward(b: np.ndarray, a: np.ndarray, signals: np.ndarray,
     rows, stages, _ = b.shape
     length = grad.shape[1]
     grad_b, grad_a = np.zeros((rows, stages, 3)), np.zeros((rows, stages, 3))
-    gamma = np.empty(length)
-    for r in range(rows):
-        gamma[:] = grad[r]
+    for r in numba.prange(rows):  # in parallel if PARALLEL
+        gamma = grad[r].copy()
         for k in range(stages - 1, -1, -1):
             b0, b1, b2, a1, a2 = b[r, k, 0], b[r, k, 1], b[r, k, 2], a[r, k, 1], a[r, k, 2]
             x, y = signals[r, k], signals[r, k + 1]  # sample n at index n + 2
