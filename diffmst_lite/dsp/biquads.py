@@ -167,6 +167,17 @@ class _CascadeResponse(torch.autograd.Function):
         return grad_coefficients.to(real.dtype), None, None, None
 
 
+def _cascade_coefficients(
+    band_types: list[str] | tuple[str, ...], freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor,
+    sample_rate: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``b, a``: ``(batch, bands, 3)`` each, the coefficients of the biquads ``band_types``
+    with settings ``(batch, bands)`` (not normalised by a0; see :func:`biquad_coefficients`)."""
+    b, a = zip(*(biquad_coefficients(kind, freq_hz[:, i], gain_db[:, i], q[:, i], sample_rate)
+                 for i, kind in enumerate(band_types)))
+    return torch.stack(b, 1), torch.stack(a, 1)
+
+
 def _cascade_response(
     band_types: list[str], freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor, sample_rate: float,
     num_bins: int,
@@ -176,9 +187,8 @@ def _cascade_response(
     All numerators and denominators are evaluated on the grid by two matrix products,
     multiplied together, and divided once: ``prod(B_k) / prod(A_k)`` (:class:`_CascadeResponse`).
     """
-    b, a = zip(*(biquad_coefficients(t, freq_hz[:, i], gain_db[:, i], q[:, i], sample_rate)
-                 for i, t in enumerate(band_types)))
-    coefficients = torch.stack(b + a, 1)  # (batch, 2 * bands, 3): numerators, then denominators
+    b, a = _cascade_coefficients(band_types, freq_hz, gain_db, q, sample_rate)
+    coefficients = torch.cat([b, a], 1)  # (batch, 2 * bands, 3): numerators, then denominators
     real_table, imag_table = _unit_circle_table(num_bins, freq_hz.dtype, freq_hz.device)
     return _CascadeResponse.apply(coefficients, real_table, imag_table, len(band_types))
 
@@ -254,9 +264,7 @@ def eq_impulse_response(
     if freq_hz.device.type != "cpu":
         return _sampled_impulse_response(freq_hz, gain_db, q, sample_rate, length)
     # coefficients in float64: at 20 Hz their terms cancel to ~1e-5
-    b, a = zip(*(biquad_coefficients(kind, freq_hz[:, i].double(), gain_db[:, i].double(), q[:, i].double(),
-                                     sample_rate) for i, kind in enumerate(BAND_TYPES)))
-    b, a = torch.stack(b, 1), torch.stack(a, 1)
+    b, a = _cascade_coefficients(BAND_TYPES, freq_hz.double(), gain_db.double(), q.double(), sample_rate)
     a0 = a[..., :1]
     return _CascadeImpulse.apply(b / a0, a / a0, length)
 
