@@ -299,12 +299,16 @@ def test_chunked_strips_give_the_same_mix_and_gradients(monkeypatch):
     assert torch.allclose(chunked, mix, atol=1e-6) and torch.allclose(wet.sum(1), console.mix_tracks(tracks, track_params), atol=1e-6)
     assert torch.allclose(chunked_grad, grad, rtol=1e-4, atol=1e-7)
     # rendering (no gradients) runs the chunks on several threads: the same sum (in chunk order)
+    # as on one; its EQ runs the biquads themselves, the same up to the impulse response's tail
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
     try:
-        with torch.no_grad():
-            rendered = console(tracks, track_params, master_params)
-        torch.testing.assert_close(rendered, chunked.detach(), rtol=1e-6, atol=1e-8)
+        rendered = {}
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            with torch.no_grad():
+                rendered[count] = console(tracks, track_params, master_params)
+        assert torch.equal(rendered[2], rendered[1])
+        assert (rendered[2] - chunked).norm() / chunked.norm() < 1e-5  # float32 FFT rounding, and the tail
     finally:
         torch.set_num_threads(threads)
 

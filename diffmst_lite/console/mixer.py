@@ -10,7 +10,8 @@ Differences from the reference implementation, on purpose (docs/design.md §4):
 - The EQ is six RBJ "Audio EQ Cookbook" biquads whose joint impulse response (0.85 s,
   from running them on a unit impulse) is applied by one FFT convolution. That is
   the exact IIR response up to the (tiny) tail beyond 0.85 s, at a fraction of the
-  cost of filtering with full-length FFTs per band.
+  cost of filtering with full-length FFTs per band. Rendering without gradients on
+  the CPU runs the biquads on the audio instead (exact, and faster).
 - The compressor has an RMS level detector and working attack *and* release
   (gain smoothing with torchcomp's differentiable recursion, Yu & Fazekas 2024).
 - The pan law is -4.5 dB at centre, written so its gradient is finite at hard

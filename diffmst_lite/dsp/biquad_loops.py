@@ -1,12 +1,15 @@
-"""The six-band EQ's biquad cascade as numba loops: its impulse response and that
-response's gradient (docs/design.md §4).
+"""The six-band EQ's biquad cascade as numba loops (docs/design.md §4): its impulse
+response and that response's gradient, and the cascade run on audio itself.
 
-:func:`.biquads.parametric_eq` needs the cascade's impulse response (0.85 s) to apply
-by FFT convolution. Running the six biquads on a unit impulse gives it exactly (up
-to the end of the window) in float64; the backward is the adjoint recursion, one
-reverse-time loop per biquad. Both replace sampling the cascade's complex response
-on a grid of 2^14-2^15 frequencies and an inverse FFT, forward and backward, which
-cost several times more (benchmarks/README.md, "Sixteenth session").
+:func:`.biquads.parametric_eq` applies the cascade's impulse response (0.85 s) by FFT
+convolution when gradients are needed. Running the six biquads on a unit impulse gives
+that response exactly (up to the end of the window) in float64; the backward is the
+adjoint recursion, one reverse-time loop per biquad. Both replace sampling the
+cascade's complex response on a grid of 2^14-2^15 frequencies and an inverse FFT,
+forward and backward, which cost several times more (benchmarks/README.md, "Sixteenth
+session"). Without gradients (rendering) :func:`cascade_filter` runs the biquads on the
+audio: the exact IIR filter, and a little faster than the FFT convolution ("Seventeenth
+session").
 
 The loops run their rows in parallel on PyTorch's own OpenMP threads (where numba's
 OpenMP layer loads), release the GIL and are cached on disk, like those of :mod:`.ballistics`; imported at first use
@@ -21,6 +24,16 @@ import numpy as np
 from diffmst_lite.dsp.compiled import parallel_rows
 
 PARALLEL = parallel_rows()  # rows in parallel on numba's OpenMP layer, if it is there (compiled.py)
+
+
+@numba.njit(inline="always")
+def _biquad_step(x: float, b: np.ndarray, a: np.ndarray, z1: np.ndarray, z2: np.ndarray, k: int) -> float:
+    """One sample through biquad ``k`` (transposed direct form II): its output; updates its
+    state ``z1[k]``, ``z2[k]``. ``b, a``: ``(3,)``, ``a[0] == 1``."""
+    y = b[0] * x + z1[k]
+    z1[k] = b[1] * x - a[1] * y + z2[k]
+    z2[k] = b[2] * x - a[2] * y
+    return y
 
 
 @numba.njit(cache=True, nogil=True, parallel=PARALLEL)
@@ -45,11 +58,8 @@ def impulse_response(b: np.ndarray, a: np.ndarray, length: int) -> np.ndarray:
         for n in range(2, length + 2):
             x = signals[r, 0, n]
             for k in range(stages):  # all biquads at one sample: their recursions overlap
-                y = b[r, k, 0] * x + z1[k]  # transposed direct form II
-                z1[k] = b[r, k, 1] * x - a[r, k, 1] * y + z2[k]
-                z2[k] = b[r, k, 2] * x - a[r, k, 2] * y
-                signals[r, k + 1, n] = y
-                x = y
+                x = _biquad_step(x, b[r, k], a[r, k], z1, z2, k)
+                signals[r, k + 1, n] = x
     return signals
 
 
@@ -93,3 +103,26 @@ def impulse_response_backward(b: np.ndarray, a: np.ndarray, signals: np.ndarray,
             grad_b[r, k, 0], grad_b[r, k, 1], grad_b[r, k, 2] = db0, db1, db2
             grad_a[r, k, 1], grad_a[r, k, 2] = da1, da2
     return grad_b, grad_a
+
+
+@numba.njit(cache=True, nogil=True, parallel=PARALLEL)
+def cascade_filter(b: np.ndarray, a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Biquads in series run on ``x``, from rest (as :func:`impulse_response` runs them on an impulse).
+
+    Args:
+        b, a: ``(rows, stages, 3)`` float64, normalised so that ``a[..., 0] == 1`` (not read).
+        x: ``(rows, samples)`` float32 or float64.
+
+    Returns:
+        ``(rows, samples)`` in ``x``'s dtype; the biquads' states are float64.
+    """
+    rows, stages, _ = b.shape
+    y = np.empty_like(x)
+    for r in numba.prange(rows):  # in parallel if PARALLEL
+        z1, z2 = np.zeros(stages), np.zeros(stages)
+        for n in range(x.shape[1]):
+            value = float(x[r, n])
+            for k in range(stages):  # all biquads at one sample: their recursions overlap
+                value = _biquad_step(value, b[r, k], a[r, k], z1, z2, k)
+            y[r, n] = value
+    return y
