@@ -90,6 +90,26 @@ def test_shelves_behave_as_shelves():
     assert change_db(200.0, high) == pytest.approx(0.0, abs=0.3)
 
 
+@pytest.mark.parametrize(("audio_batch", "settings_batch"), [(3, 3), (1, 3), (3, 1)])
+def test_eq_renders_as_it_trains(audio_batch, settings_batch):
+    """Without gradients the EQ runs its biquads on the audio; with them it convolves with
+    their impulse response. Same output (up to the response's tail and float32 FFT rounding),
+    the broadband level folded in, audio or settings of batch 1 applied to every row."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(audio_batch, 2, SR, generator=g) * 0.1
+    freq = torch.tensor([[60.0, 300.0, 2500.0, 5000.0, 8000.0, 7000.0]]).repeat(settings_batch, 1)
+    gain_db = torch.rand(settings_batch, 6, generator=g) * 24 - 12
+    q = torch.rand(settings_batch, 6, generator=g) * 2 + 0.3
+    level_db = torch.rand(settings_batch, generator=g) * 12 - 6
+    with torch.no_grad():
+        rendered = parametric_eq(x, SR, freq, gain_db, q, level_db=level_db)
+    trained = parametric_eq(x, SR, freq.requires_grad_(), gain_db, q, level_db=level_db)
+    assert rendered.shape == trained.shape == (max(audio_batch, settings_batch), 2, SR)
+    for row in range(len(rendered)):
+        error = (rendered[row] - trained[row]).norm() / trained[row].norm()
+        assert error < 1e-5, (row, float(error))
+
+
 def _compress(x, threshold=-30.0, ratio=4.0, attack=5.0, release=50.0, knee=1.0, makeup=0.0, sample_rate=SR):
     def t(v):
         return torch.tensor([float(v)])
