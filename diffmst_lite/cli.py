@@ -140,11 +140,11 @@ def cmd_mix(args: argparse.Namespace) -> None:
         raise CommandError("use either --optimize (no network) or --refine (the network's prediction, refined), "
                            "not both")
     start_warm_up()
-    with ThreadPoolExecutor(1, thread_name_prefix="diffmst-model") as pool:  # loads while the files are read
+    with ThreadPoolExecutor(1, thread_name_prefix="diffmst-model") as pool:  # loads while the tracks are read
         model = None if args.optimize else pool.submit(load_model, args.checkpoint)
+        reference = pool.submit(load_audio, args.reference)
         tracks, names, rate = load_tracks(args.tracks)
-        reference, ref_rate = load_audio(args.reference)
-        model = model and model.result()
+        model, (reference, ref_rate) = model and model.result(), reference.result()
     if reference.shape[0] == 1:
         reference = reference.expand(2, -1)
     elif reference.shape[0] != 2:
